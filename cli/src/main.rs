@@ -1,0 +1,1 @@
+fn main() { println!("toxi CLI: not yet implemented"); }

@@ -1,0 +1,6 @@
+//! toxi: a TCP fault-injection proxy, a drop-in replacement for Toxiproxy.
+#![deny(unsafe_code)]
+
+pub mod model;
+pub mod registry;
+pub mod toxics;

@@ -1,0 +1,6 @@
+//! Wire types spelled exactly as Toxiproxy spells them, lenient JSON decoding in Go's
+//! `encoding/json` manner, and JSON encoding with Go's escaping and key order.
+
+mod toxic;
+
+pub use toxic::{Direction, ToxicKind, TOXIC_TYPES};

@@ -1,0 +1,129 @@
+//! Toxic behaviours as synchronous, clock-driven state machines.
+//!
+//! A link (one direction of one connection) owns an ordered list of stages, one per toxic.
+//! The link's task moves [`Item`]s from the source socket through each stage's [`Toxic`]
+//! and into the destination socket. A toxic never sees a socket and never sleeps: it says
+//! when it will next have output ([`Poll::Wait`]) and the link's single task waits on the
+//! earliest deadline. Because one task owns every held byte, a toxic can be added, updated
+//! or removed on a live connection without losing or reordering data: removal hands back
+//! everything the stage holds ([`Toxic::drain`]) to be forwarded at once.
+//!
+//! `build` is the only place that matches on the toxic type.
+
+use bytes::Bytes;
+use rand::rngs::SmallRng;
+use std::collections::VecDeque;
+use tokio::time::Instant;
+
+use crate::model::ToxicKind;
+
+mod bandwidth;
+mod latency;
+mod limit_data;
+mod noop;
+mod reset_peer;
+mod slicer;
+mod slow_close;
+mod timeout;
+
+/// Bytes read from a source socket in one read, stamped with the time they were read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub data: Bytes,
+    /// When the bytes were read off the socket (latency is measured from here).
+    pub ts: Instant,
+}
+
+/// One unit flowing down a link: data, or the end of the source stream (the peer's FIN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Data(Chunk),
+    Eof,
+}
+
+/// How a toxic asks for the connection to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseKind {
+    /// Close both sockets normally (FIN).
+    Fin,
+    /// Close both sockets with `SO_LINGER=0` so the peers see RST.
+    Reset,
+}
+
+/// The answer of [`Toxic::poll`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Poll {
+    /// This item goes to the next stage now.
+    Ready(Item),
+    /// Nothing to emit before this instant; poll again then (or when input arrives).
+    Wait(Instant),
+    /// Nothing to emit until more input arrives.
+    Idle,
+    /// Tear the whole connection down.
+    Close(CloseKind),
+}
+
+/// One toxic instance on one link.
+///
+/// The driver calls `push` only when `can_accept` is true, and `poll` only when the next
+/// stage can take an item. `now` never goes backwards between calls.
+pub trait Toxic: Send {
+    /// Whether the stage takes another input item now. Returning false applies
+    /// backpressure toward the source socket.
+    fn can_accept(&self) -> bool;
+
+    /// Hands the stage one input item.
+    fn push(&mut self, item: Item, now: Instant);
+
+    /// Asks the stage for output.
+    fn poll(&mut self, now: Instant) -> Poll;
+
+    /// Applies new attributes of the same type on a live link. Per-connection state (the
+    /// `limit_data` counter) and held items are kept.
+    fn update(&mut self, kind: &ToxicKind, now: Instant);
+
+    /// Removes and returns everything the stage holds, in stream order, so the link can
+    /// forward it at once (a removed latency toxic releases its queue without delay).
+    fn drain(&mut self) -> VecDeque<Item>;
+}
+
+/// Builds the behaviour for `kind`. `kind` has passed [`ToxicKind::validate`]. `rng` drives
+/// jitter and slicer cuts; `now` is when the toxic is attached to the link.
+pub fn build(kind: &ToxicKind, rng: SmallRng, now: Instant) -> Box<dyn Toxic> {
+    match *kind {
+        ToxicKind::Latency { latency, jitter } => {
+            Box::new(latency::Latency::new(latency, jitter, rng))
+        }
+        ToxicKind::Bandwidth { rate } => Box::new(bandwidth::Bandwidth::new(rate)),
+        ToxicKind::SlowClose { delay } => Box::new(slow_close::SlowClose::new(delay)),
+        ToxicKind::Timeout { timeout } => Box::new(timeout::Timeout::new(timeout, now)),
+        ToxicKind::ResetPeer { timeout } => Box::new(reset_peer::ResetPeer::new(timeout)),
+        ToxicKind::Slicer { average_size, size_variation, delay } => Box::new(
+            slicer::Slicer::new(average_size, size_variation, delay, rng),
+        ),
+        ToxicKind::LimitData { bytes } => Box::new(limit_data::LimitData::new(bytes)),
+        ToxicKind::Noop => Box::new(noop::Noop::default()),
+    }
+}
+
+/// Whether removing a toxic of this kind tears down the connections it was on (only
+/// `timeout`, as in the reference: its cleanup closes the stream).
+pub fn closes_on_remove(kind: &ToxicKind) -> bool {
+    matches!(kind, ToxicKind::Timeout { .. })
+}
+
+/// Converts a millisecond attribute to a duration; negative means zero, huge values
+/// saturate instead of overflowing.
+pub fn millis(ms: i64) -> std::time::Duration {
+    std::time::Duration::from_millis(ms.max(0) as u64)
+}
+
+/// Adds a duration to an instant, saturating at a far-future instant ("forever").
+pub fn add_saturating(t: Instant, d: std::time::Duration) -> Instant {
+    t.checked_add(d).unwrap_or_else(|| far_future(t))
+}
+
+/// An instant about 30 years after `t`: effectively never, but safe for timers.
+pub fn far_future(t: Instant) -> Instant {
+    t + std::time::Duration::from_secs(86400 * 365 * 30)
+}
