@@ -98,9 +98,16 @@ pub fn build(kind: &ToxicKind, rng: SmallRng, now: Instant) -> Box<dyn Toxic> {
         ToxicKind::SlowClose { delay } => Box::new(slow_close::SlowClose::new(delay)),
         ToxicKind::Timeout { timeout } => Box::new(timeout::Timeout::new(timeout, now)),
         ToxicKind::ResetPeer { timeout } => Box::new(reset_peer::ResetPeer::new(timeout)),
-        ToxicKind::Slicer { average_size, size_variation, delay } => Box::new(
-            slicer::Slicer::new(average_size, size_variation, delay, rng),
-        ),
+        ToxicKind::Slicer {
+            average_size,
+            size_variation,
+            delay,
+        } => Box::new(slicer::Slicer::new(
+            average_size,
+            size_variation,
+            delay,
+            rng,
+        )),
         ToxicKind::LimitData { bytes } => Box::new(limit_data::LimitData::new(bytes)),
         ToxicKind::Noop => Box::new(noop::Noop::default()),
     }
