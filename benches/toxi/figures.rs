@@ -1,0 +1,510 @@
+//! The figures: each runs direct and proxied measurements alternately (A B A B …) and
+//! turns the medians into table rows.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use toxi::model::{Direction, ToxicKind};
+use toxi::registry::{ProxyInput, Registry, ToxicSnapshot};
+
+use crate::http;
+use crate::load::{self, median, quantile, Res};
+use crate::report::{Row, Target};
+use crate::upstream::Upstreams;
+use crate::Params;
+
+const MB: f64 = 1e6;
+const MIB: f64 = 1024.0 * 1024.0;
+
+pub struct Ctx {
+    pub p: Params,
+    pub registry: Arc<Registry>,
+    pub proxy_rt: tokio::runtime::Handle,
+    pub api: SocketAddr,
+    pub up: Upstreams,
+    /// The open-files limit of this process.
+    pub nofile: u64,
+}
+
+impl Ctx {
+    /// Creates an enabled proxy on 127.0.0.1:0 toward `upstream`; returns its address.
+    pub async fn proxy(&self, name: &str, upstream: SocketAddr) -> Res<SocketAddr> {
+        let reg = self.registry.clone();
+        let input = ProxyInput {
+            name: name.into(),
+            listen: "127.0.0.1:0".into(),
+            upstream: upstream.to_string(),
+            enabled: true,
+        };
+        // Proxies start their accept loop with tokio::spawn: run on the proxy runtime.
+        let snap = self
+            .proxy_rt
+            .spawn(async move { reg.create(input).await })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("creating proxy {name}: {e}"))?;
+        snap.listen.parse().map_err(|e| format!("{}: {e}", snap.listen))
+    }
+
+    pub fn add_toxic(&self, proxy: &str, name: &str, dir: Direction, kind: ToxicKind) -> Res<()> {
+        self.registry
+            .add_toxic(
+                proxy,
+                ToxicSnapshot {
+                    name: name.into(),
+                    stream: dir.as_str().into(),
+                    direction: dir,
+                    toxicity: 1.0,
+                    kind,
+                },
+            )
+            .map(|_| ())
+            .map_err(|e| format!("adding toxic {name}: {e}"))
+    }
+}
+
+/// Runs `f` against `direct` and `proxied` alternately for `rounds` rounds.
+async fn alternate<T, F, Fut>(
+    rounds: usize,
+    direct: SocketAddr,
+    proxied: SocketAddr,
+    mut f: F,
+) -> Res<(Vec<T>, Vec<T>)>
+where
+    F: FnMut(SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = Res<T>>,
+{
+    let (mut d, mut t) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        d.push(f(direct).await.map_err(|e| format!("direct: {e}"))?);
+        t.push(f(proxied).await.map_err(|e| format!("toxi: {e}"))?);
+    }
+    Ok((d, t))
+}
+
+fn mbps(v: f64) -> String {
+    format!("{:.0} MB/s", v / MB)
+}
+
+pub async fn bulk(ctx: &Ctx) -> Res<Vec<Row>> {
+    let proxied = ctx.proxy("bench_sink", ctx.up.sink).await?;
+    let dur = ctx.p.sample;
+    let (d, t) = alternate(ctx.p.rounds, ctx.up.sink, proxied, |a| load::bulk(a, dur)).await?;
+    let (d, t) = (median(d), median(t));
+    Ok(vec![Row::ratio(
+        "bulk throughput, 1 stream",
+        mbps(d),
+        mbps(t),
+        t / d,
+        Target::RatioAtLeast(0.6),
+    )])
+}
+
+pub async fn bulk8(ctx: &Ctx) -> Res<Vec<Row>> {
+    let proxied = ctx.proxy("bench_sink8", ctx.up.sink).await?;
+    let dur = ctx.p.sample;
+    let (d, t) = alternate(ctx.p.rounds, ctx.up.sink, proxied, |a| {
+        load::bulk_parallel(a, 8, dur)
+    })
+    .await?;
+    let (d, t) = (median(d), median(t));
+    Ok(vec![Row::ratio(
+        "bulk throughput, 8 streams",
+        mbps(d),
+        mbps(t),
+        t / d,
+        Target::None,
+    )])
+}
+
+pub async fn rtt(ctx: &Ctx) -> Res<Vec<Row>> {
+    let proxied = ctx.proxy("bench_echo", ctx.up.echo).await?;
+    let iters = ctx.p.rtt_iters;
+    let (d, t) = alternate(ctx.p.rounds, ctx.up.echo, proxied, |a| load::rtt(a, iters)).await?;
+    let q = |v: &[Vec<u64>], p: f64| median(v.iter().map(|s| quantile(s, p) as f64 / 1e3).collect());
+    let (d50, t50, d99, t99) = (q(&d, 0.5), q(&t, 0.5), q(&d, 0.99), q(&t, 0.99));
+    Ok(vec![
+        Row::added(
+            "round trip 1-64 B, p50",
+            format!("{d50:.1} µs"),
+            format!("{t50:.1} µs (+{:.1})", t50 - d50),
+            t50 / d50,
+            t50 - d50,
+            Some(15.0),
+            "added < 15 µs",
+        ),
+        Row::added(
+            "round trip 1-64 B, p99",
+            format!("{d99:.1} µs"),
+            format!("{t99:.1} µs (+{:.1})", t99 - d99),
+            t99 / d99,
+            t99 - d99,
+            None,
+            "-",
+        ),
+    ])
+}
+
+pub async fn rr64k(ctx: &Ctx) -> Res<Vec<Row>> {
+    let proxied = ctx.proxy("bench_echo64", ctx.up.echo).await?;
+    let dur = ctx.p.sample;
+    let (d, t) = alternate(ctx.p.rounds, ctx.up.echo, proxied, |a| load::rr64k(a, dur)).await?;
+    let (d, t) = (median(d), median(t));
+    Ok(vec![Row::ratio(
+        "64 KiB request/response rate",
+        format!("{d:.0} /s"),
+        format!("{t:.0} /s"),
+        t / d,
+        Target::None,
+    )])
+}
+
+pub async fn connrate(ctx: &Ctx) -> Res<Vec<Row>> {
+    let proxied = ctx.proxy("bench_oneshot", ctx.up.oneshot).await?;
+    let dur = ctx.p.sample;
+    let (d, t) = alternate(ctx.p.rounds, ctx.up.oneshot, proxied, |a| {
+        load::conn_rate(a, dur, 4)
+    })
+    .await?;
+    let (d, t) = (median(d), median(t));
+    Ok(vec![Row::ratio(
+        "new connections (1 exchange each)",
+        format!("{d:.0} /s"),
+        format!("{t:.0} /s"),
+        t / d,
+        Target::RatioAtLeast(0.7),
+    )])
+}
+
+pub async fn memory(ctx: &Ctx) -> Res<Vec<Row>> {
+    let n = ctx.p.idle_conns;
+    let mut rows = Vec::new();
+    // Primary figure: RSS growth of a toxi-server subprocess.
+    match crate::memory::rss_per_idle_connection(ctx.up.echo_small, n).await {
+        Ok(r) => rows.push(Row::value(
+            &format!("RSS per idle connection ({n}, subprocess)"),
+            "-".into(),
+            format!("{:.2} KiB", r.per_conn_kib),
+            format!("(base {} MiB)", r.baseline_kib / 1024),
+            r.per_conn_kib <= 16.0,
+            "≤ 16 KiB",
+        )),
+        Err(e) => rows.push(Row::error(&format!("RSS per idle connection ({n})"), e)),
+    }
+    // Cross-check: heap bytes held in this process (counting allocator), proxied minus direct.
+    // Here each proxied connection costs four descriptors in this process: stay well inside
+    // the open-files limit.
+    let n = n.min((ctx.nofile.saturating_sub(2000) / 4) as usize).max(1);
+    let proxied = ctx.proxy("bench_idle", ctx.up.echo_small).await?;
+    let per = |addr| async move {
+        let before = crate::alloc::snapshot().live_bytes;
+        let conns = load::open_idle(addr, n).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = crate::alloc::snapshot().live_bytes;
+        drop(conns);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok::<f64, String>((after - before) as f64 / n as f64 / 1024.0)
+    };
+    let d = per(ctx.up.echo_small).await?;
+    let t = per(proxied).await?;
+    rows.push(Row::value(
+        &format!("heap per idle connection ({n}, in-process)"),
+        format!("{d:.2} KiB"),
+        format!("+{:.2} KiB", t - d),
+        "-".into(),
+        t - d <= 16.0,
+        "≤ 16 KiB",
+    ));
+    Ok(rows)
+}
+
+pub async fn allocs(ctx: &Ctx) -> Res<Vec<Row>> {
+    let proxied = ctx.proxy("bench_alloc", ctx.up.sink).await?;
+    let noop = ctx.proxy("bench_alloc_noop", ctx.up.sink).await?;
+    ctx.add_toxic("bench_alloc_noop", "noop", Direction::Upstream, ToxicKind::Noop)?;
+    let dur = ctx.p.sample * 2;
+    let per_mib = |(bytes, allocs): (u64, u64)| allocs as f64 / (bytes as f64 / MIB);
+    let (d_bytes, _, d_other) = load::bulk_allocs(ctx.up.sink, dur).await?;
+    let (t_bytes, t_proxy, _) = load::bulk_allocs(proxied, dur).await?;
+    let (n_bytes, n_proxy, _) = load::bulk_allocs(noop, dur).await?;
+    let d = per_mib((d_bytes, d_other));
+    let t = per_mib((t_bytes, t_proxy));
+    let n = per_mib((n_bytes, n_proxy));
+    Ok(vec![
+        Row::value(
+            "allocations per MiB streamed (no toxic)",
+            format!("{d:.3}"),
+            format!("{t:.3}"),
+            "-".into(),
+            t < 0.1,
+            "≈ 0 (< 0.1)",
+        ),
+        Row::info(
+            "allocations per MiB, noop toxic (toxic path)",
+            "-".into(),
+            format!("{n:.1}"),
+        ),
+    ])
+}
+
+pub async fn lat100(ctx: &Ctx) -> Res<Vec<Row>> {
+    let proxied = ctx.proxy("bench_lat100", ctx.up.source).await?;
+    ctx.add_toxic(
+        "bench_lat100",
+        "latency_downstream",
+        Direction::Downstream,
+        ToxicKind::Latency { latency: 100, jitter: 0 },
+    )?;
+    let (warm, window) = (Duration::from_millis(400), ctx.p.sample);
+    let rounds = ctx.p.rounds.min(3);
+    let (d, t) = alternate(rounds, ctx.up.source, proxied, |a| {
+        load::drain_rate(a, warm, window)
+    })
+    .await?;
+    let (d, t) = (median(d), median(t));
+    Ok(vec![Row::value(
+        "throughput, 100 ms latency toxic",
+        format!("{} (none)", mbps(d)),
+        mbps(t),
+        format!("{:.2}×", t / d),
+        t > 100.0 * MB,
+        "> 100 MB/s",
+    )])
+}
+
+pub async fn latency(ctx: &Ctx) -> Res<Vec<Row>> {
+    const SET_MS: f64 = 50.0;
+    let proxied = ctx.proxy("bench_latency", ctx.up.echo).await?;
+    ctx.add_toxic(
+        "bench_latency",
+        "latency_upstream",
+        Direction::Upstream,
+        ToxicKind::Latency { latency: 50, jitter: 0 },
+    )?;
+    // Sequential pings over one connection each, direct and proxied alternately.
+    let pings = ctx.p.lat_pings;
+    let mut dc = load::connect(ctx.up.echo).await?;
+    let mut tc = load::connect(proxied).await?;
+    load::ping(&mut dc).await?;
+    load::ping(&mut tc).await?;
+    let mut d = Vec::new();
+    let mut t = Vec::new();
+    for _ in 0..pings {
+        d.push(load::ping(&mut dc).await?.as_secs_f64() * 1e3);
+        t.push(load::ping(&mut tc).await?.as_secs_f64() * 1e3);
+    }
+    let d_med = median(d.clone());
+    let added: Vec<f64> = t.iter().map(|x| x - d_med).collect();
+    let added_med = median(added.clone());
+    let worst = added
+        .iter()
+        .map(|a| (a - SET_MS).abs())
+        .fold(0.0f64, f64::max);
+    // Pipelined writes: no accumulation means every message is delayed by ~50 ms.
+    let n = ctx.p.burst_msgs;
+    let gap = Duration::from_millis(2);
+    let bd = load::burst(ctx.up.echo, n, gap).await?;
+    let bt = load::burst(proxied, n, gap).await?;
+    let max_ms = |v: &[Duration]| v.iter().map(|d| d.as_secs_f64() * 1e3).fold(0.0f64, f64::max);
+    let min_ms = |v: &[Duration]| v.iter().map(|d| d.as_secs_f64() * 1e3).fold(f64::MAX, f64::min);
+    Ok(vec![
+        Row::value(
+            "latency toxic 50 ms: added RTT p50",
+            format!("{:.3} ms RTT", d_med),
+            format!("{added_med:.2} ms"),
+            format!("{:.3}×", added_med / SET_MS),
+            (added_med - SET_MS).abs() <= 2.0,
+            "50 ± 2 ms",
+        ),
+        Row::value(
+            "latency toxic 50 ms: worst error",
+            "-".into(),
+            format!("{worst:.2} ms"),
+            "-".into(),
+            worst <= 10.0,
+            "≤ 10 ms",
+        ),
+        Row::value(
+            &format!("latency toxic 50 ms: {n} pipelined writes"),
+            format!("max {:.2} ms", max_ms(&bd)),
+            format!("{:.1}..{:.1} ms", min_ms(&bt), max_ms(&bt)),
+            "-".into(),
+            min_ms(&bt) >= SET_MS - 1.0 && max_ms(&bt) <= SET_MS + 10.0,
+            "all in 50..60 ms",
+        ),
+    ])
+}
+
+pub async fn bandwidth(ctx: &Ctx) -> Res<Vec<Row>> {
+    let proxied = ctx.proxy("bench_bandwidth", ctx.up.sink).await?;
+    let mut rows = Vec::new();
+    for (i, rate) in [1000i64, 10000].into_iter().enumerate() {
+        if i == 0 {
+            ctx.add_toxic(
+                "bench_bandwidth",
+                "bandwidth_upstream",
+                Direction::Upstream,
+                ToxicKind::Bandwidth { rate },
+            )?;
+        } else {
+            ctx.registry
+                .update_toxic("bench_bandwidth", "bandwidth_upstream", |t| {
+                    t.kind = ToxicKind::Bandwidth { rate };
+                    Ok(())
+                })
+                .map_err(|e| e.to_string())?;
+        }
+        let target = rate as f64 * 1000.0; // bytes/s (1 KB = 1000 bytes)
+        let bytes = (target * ctx.p.bw_secs) as u64;
+        let limit = Duration::from_secs_f64(ctx.p.bw_secs * 3.0 + 10.0);
+        let got = load::paced_transfer(proxied, bytes, limit).await?;
+        let ratio = got / target;
+        rows.push(Row::value(
+            &format!("bandwidth toxic {rate} KB/s ({:.0} s)", ctx.p.bw_secs),
+            format!("{rate} KB/s set"),
+            format!("{:.0} KB/s", got / 1000.0),
+            format!("{:.3}×", ratio),
+            (0.95..=1.05).contains(&ratio),
+            "± 5%",
+        ));
+    }
+    Ok(rows)
+}
+
+/// One churn operation's request times (POST then DELETE), in ms.
+async fn churn_http(client: &mut http::Client, proxy: &str, i: usize) -> Res<[f64; 2]> {
+    let attributes = match i % 3 {
+        0 => r#""type":"latency","attributes":{"latency":1,"jitter":0}"#,
+        1 => r#""type":"bandwidth","attributes":{"rate":100000}"#,
+        _ => r#""type":"noop","attributes":{}"#,
+    };
+    let body = format!(r#"{{"name":"churn","stream":"upstream","toxicity":1.0,{attributes}}}"#);
+    let t0 = Instant::now();
+    let r = client
+        .request("POST", &format!("/proxies/{proxy}/toxics"), Some(&body))
+        .await
+        .map_err(|e| format!("POST toxic: {e}"))?;
+    let post = t0.elapsed().as_secs_f64() * 1e3;
+    if r.status != 200 {
+        return Err(format!("POST toxic: HTTP {}", r.status));
+    }
+    let t1 = Instant::now();
+    let r = client
+        .request("DELETE", &format!("/proxies/{proxy}/toxics/churn"), None)
+        .await
+        .map_err(|e| format!("DELETE toxic: {e}"))?;
+    let delete = t1.elapsed().as_secs_f64() * 1e3;
+    if !(200..300).contains(&r.status) {
+        return Err(format!("DELETE toxic: HTTP {}", r.status));
+    }
+    Ok([post, delete])
+}
+
+/// The same churn through the registry directly (when the HTTP API is not available).
+fn churn_registry(registry: &Registry, proxy: &str, i: usize) -> Res<[f64; 2]> {
+    let kind = match i % 3 {
+        0 => ToxicKind::Latency { latency: 1, jitter: 0 },
+        1 => ToxicKind::Bandwidth { rate: 100000 },
+        _ => ToxicKind::Noop,
+    };
+    let toxic = ToxicSnapshot {
+        name: "churn".into(),
+        stream: "upstream".into(),
+        direction: Direction::Upstream,
+        toxicity: 1.0,
+        kind,
+    };
+    let t0 = Instant::now();
+    registry.add_toxic(proxy, toxic).map_err(|e| e.to_string())?;
+    let add = t0.elapsed().as_secs_f64() * 1e3;
+    let t1 = Instant::now();
+    registry.remove_toxic(proxy, "churn").map_err(|e| e.to_string())?;
+    Ok([add, t1.elapsed().as_secs_f64() * 1e3])
+}
+
+/// Adds and removes a toxic `ops` times, 5 ms apart; returns every request's time in ms,
+/// sorted. Runs on a thread of its own (a current-thread runtime), so the load generator's
+/// busy workers do not delay the API client and inflate its figures.
+async fn churn(ctx: &Ctx, use_http: bool, proxy: &str, ops: usize) -> Res<Vec<f64>> {
+    let (api, registry, proxy) = (ctx.api, ctx.registry.clone(), proxy.to_string());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("api-client".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("API client runtime");
+            let result = rt.block_on(async {
+                let mut client = http::Client::new(api, Duration::from_secs(5));
+                let mut times = Vec::with_capacity(ops * 2);
+                for i in 0..ops {
+                    let pair = if use_http {
+                        churn_http(&mut client, &proxy, i).await?
+                    } else {
+                        churn_registry(&registry, &proxy, i)?
+                    };
+                    times.extend(pair);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                times.sort_by(|a, b| a.total_cmp(b));
+                Ok(times)
+            });
+            let _ = tx.send(result);
+        })
+        .map_err(|e| e.to_string())?;
+    rx.await.map_err(|_| "API client thread failed".to_string())?
+}
+
+/// Whether the HTTP API answers (`GET /version`).
+pub async fn api_available(api: SocketAddr) -> bool {
+    let mut c = http::Client::new(api, Duration::from_secs(1));
+    matches!(c.request("GET", "/version", None).await, Ok(r) if r.status == 200)
+}
+
+pub async fn api(ctx: &Ctx) -> Res<Vec<Row>> {
+    const PROXY: &str = "bench_api";
+    let proxied = ctx.proxy(PROXY, ctx.up.sink).await?;
+    let use_http = api_available(ctx.api).await;
+    let how = if use_http { "HTTP" } else { "registry, no HTTP API" };
+    let ops = ctx.p.api_ops;
+    let idle = churn(ctx, use_http, PROXY, ops).await?;
+    let n = ctx.p.api_streams;
+    let life = Duration::from_secs(60);
+    let streams = load::Streams::start(proxied, n, life).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b0 = streams.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let t0 = Instant::now();
+    let loaded = churn(ctx, use_http, PROXY, ops).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let moved = streams.bytes.load(std::sync::atomic::Ordering::Relaxed) - b0;
+    streams.stop().await;
+    let _ = ctx.registry.remove_toxic(PROXY, "churn");
+    let loaded = loaded?;
+    let ms = |v: &[f64], q| format!("{:.2} ms", quantile(v, q));
+    let p99 = quantile(&loaded, 0.99);
+    Ok(vec![
+        Row::value(
+            &format!("toxic API p50 ({how}), {n} streams"),
+            format!("{} idle", ms(&idle, 0.5)),
+            ms(&loaded, 0.5),
+            "-".into(),
+            true,
+            "-",
+        ),
+        Row::value(
+            &format!("toxic API p99 ({how}), {n} streams"),
+            format!("{} idle", ms(&idle, 0.99)),
+            format!("{} (max {:.1})", ms(&loaded, 0.99), quantile(&loaded, 1.0)),
+            "-".into(),
+            p99 < 10.0,
+            "p99 < 10 ms",
+        ),
+        Row::info(
+            &format!("  streams' throughput during churn ({} requests)", loaded.len()),
+            "-".into(),
+            mbps(moved as f64 / secs),
+        ),
+    ])
+}
