@@ -853,7 +853,7 @@ pub fn format_f32(f: f32) -> String {
         return "null".to_owned();
     }
     let abs = f.abs();
-    if abs != 0.0 && (abs < 1e-6 || abs >= 1e21) {
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
         let e = format!("{f:e}");
         let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
         let exp: i32 = exp.parse().unwrap_or(0);
