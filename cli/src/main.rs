@@ -1,1 +1,3 @@
-fn main() { println!("toxi CLI: not yet implemented"); }
+fn main() {
+    println!("toxi CLI: not yet implemented");
+}

@@ -13,7 +13,7 @@ use super::routes::Route;
 use super::{ApiState, Limits};
 use crate::model::json::{self, DecodeError};
 use crate::model::{Direction, ToxicKind};
-use crate::registry::{Error, ProxyInput, ProxyPatch, ToxicSnapshot};
+use crate::registry::{Error, ProxyPatch, ToxicSnapshot};
 
 pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 pub const APPLICATION_JSON: &str = "application/json";
@@ -232,7 +232,7 @@ pub fn version() -> Reply {
     Reply::new(
         200,
         Some(VERSION_CONTENT_TYPE),
-        format!("{{\"version\": \"{}\"}}\n", env!("CARGO_PKG_VERSION")),
+        format!("{{\"version\": \"{}\"}}\n", crate::VERSION),
     )
 }
 
@@ -254,13 +254,7 @@ async fn reset(ctx: &Ctx) -> Result<Reply, Reply> {
 async fn proxy_create(ctx: &mut Ctx) -> Result<Reply, Reply> {
     let body = ctx.body().await?;
     let fields = json::decode_proxy(&body).map_err(bad_body)?;
-    let input = ProxyInput {
-        name: fields.name.unwrap_or_default(),
-        listen: fields.listen.unwrap_or_default(),
-        upstream: fields.upstream.unwrap_or_default(),
-        enabled: fields.enabled.unwrap_or(true),
-    };
-    let proxy = ctx.state.registry.create(input).await?;
+    let proxy = ctx.state.registry.create(fields.into_input()).await?;
     Ok(Reply::json(201, json::proxy_json(&proxy)))
 }
 
@@ -292,16 +286,7 @@ async fn populate(ctx: &mut Ctx) -> Reply {
         Ok(entries) => entries,
         Err(e) => return failed(&format!("bad request body: {e}"), 400),
     };
-    let inputs = entries
-        .into_iter()
-        .map(|f| ProxyInput {
-            name: f.name.unwrap_or_default(),
-            listen: f.listen.unwrap_or_default(),
-            upstream: f.upstream.unwrap_or_default(),
-            enabled: f.enabled.unwrap_or(true),
-        })
-        .collect();
-    let (proxies, error) = ctx.state.registry.populate(inputs).await;
+    let (proxies, error) = ctx.state.registry.populate(entries).await;
     if let Some(e) = &error {
         tracing::warn!(error = %e, "Populate errors");
     }

@@ -33,7 +33,7 @@
 use std::fmt;
 
 use crate::model::ToxicKind;
-use crate::registry::{ProxySnapshot, ToxicSnapshot};
+use crate::registry::{ProxyInput, ProxySnapshot, ToxicSnapshot};
 
 /// Go's `maxNestingDepth` for the JSON scanner.
 pub const MAX_DEPTH: usize = 10_000;
@@ -625,12 +625,13 @@ pub fn decode_proxy(body: &[u8]) -> Result<ProxyFields, DecodeError> {
     }
 }
 
-/// Decodes a POST /populate body (also the `-config` file). `null` and `[]` give no
-/// entries; a `null` entry is an entry with every field missing.
-pub fn decode_populate(body: &[u8]) -> Result<Vec<ProxyFields>, DecodeError> {
+/// Decodes a POST /populate body (also the `-config` file) into proxies to create, with
+/// the reference's defaults: missing strings are empty and `enabled` is true unless given.
+/// `null` and `[]` give no entries; a `null` entry is an entry with every field missing.
+pub fn decode_populate(body: &[u8]) -> Result<Vec<ProxyInput>, DecodeError> {
     let doc = parse(body)?;
-    match &doc {
-        Json::Null => Ok(Vec::new()),
+    let entries: Vec<ProxyFields> = match &doc {
+        Json::Null => Vec::new(),
         Json::Array(items) => items
             .iter()
             .map(|item| match item {
@@ -638,8 +639,21 @@ pub fn decode_populate(body: &[u8]) -> Result<Vec<ProxyFields>, DecodeError> {
                 Json::Object(members) => proxy_object(members, "", true),
                 other => Err(value_error(other, POPULATE_ENTRY_TYPE)),
             })
-            .collect(),
-        other => Err(value_error(other, POPULATE_TYPE)),
+            .collect::<Result<_, _>>()?,
+        other => return Err(value_error(other, POPULATE_TYPE)),
+    };
+    Ok(entries.into_iter().map(ProxyFields::into_input).collect())
+}
+
+impl ProxyFields {
+    /// The proxy to create: missing strings empty, `enabled` true unless given.
+    pub fn into_input(self) -> ProxyInput {
+        ProxyInput {
+            name: self.name.unwrap_or_default(),
+            listen: self.listen.unwrap_or_default(),
+            upstream: self.upstream.unwrap_or_default(),
+            enabled: self.enabled.unwrap_or(true),
+        }
     }
 }
 

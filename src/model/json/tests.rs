@@ -279,13 +279,24 @@ fn proxy_type_errors() {
 fn populate_decoding() {
     assert_eq!(decode_populate(b"null").unwrap(), vec![]);
     assert_eq!(decode_populate(b"[]").unwrap(), vec![]);
-    let v = decode_populate(br#"[{"name":"a","upstream":"u","enabled":false,"enabled":null},null,{"Name":"b","enabled":false}]"#)
-        .unwrap();
-    assert_eq!(v.len(), 3);
-    assert_eq!(v[0].enabled, None, "a later null resets the *bool");
-    assert_eq!(v[1], ProxyFields::default());
-    assert_eq!(v[2].name.as_deref(), Some("b"));
-    assert_eq!(v[2].enabled, Some(false));
+    let v = decode_populate(
+        br#"[{"name":"a","upstream":"u","enabled":false,"enabled":null},null,{"Name":"b","enabled":false,"listen":"l"}]"#,
+    )
+    .unwrap();
+    let input = |name: &str, listen: &str, upstream: &str, enabled: bool| ProxyInput {
+        name: name.into(),
+        listen: listen.into(),
+        upstream: upstream.into(),
+        enabled,
+    };
+    assert_eq!(
+        v,
+        vec![
+            input("a", "", "u", true), // a later null resets the *bool to "default true"
+            input("", "", "", true),
+            input("b", "l", "", false),
+        ]
+    );
     let e = |b: &str| decode_populate(b.as_bytes()).unwrap_err().0;
     assert_eq!(
         e("{}"),
