@@ -2,5 +2,6 @@
 
 mod support;
 
+mod process;
 mod proxies;
 mod toxics;
