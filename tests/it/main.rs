@@ -2,6 +2,7 @@
 
 mod support;
 
+mod hostile;
 mod process;
 mod proxies;
 mod toxics;

@@ -63,29 +63,6 @@ fn server_command() -> Command {
     c
 }
 
-/// A minimal HTTP/1.1 request (Connection: close); returns status and body.
-async fn http(api: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = within("API connect", TcpStream::connect(api))
-        .await
-        .unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    within("API response", s.read_to_end(&mut raw))
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
 async fn create_proxy(api: SocketAddr, name: &str, upstream: SocketAddr) -> String {
     let body = format!(r#"{{"name":"{name}","listen":"127.0.0.1:0","upstream":"{upstream}"}}"#);
     let (status, reply) = http(api, "POST", "/proxies", &body).await;
