@@ -2,6 +2,7 @@
 
 mod support;
 
+mod faults;
 mod hostile;
 mod process;
 mod proxies;
