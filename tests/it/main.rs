@@ -2,4 +2,8 @@
 
 mod support;
 
+mod faults;
+mod hostile;
+mod process;
 mod proxies;
+mod toxics;
