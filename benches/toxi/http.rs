@@ -48,7 +48,10 @@ impl Client {
         let r = tokio::time::timeout(self.timeout, self.request_inner(method, path, body)).await;
         let r = match r {
             Ok(r) => r,
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "API request timed out")),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "API request timed out",
+            )),
         };
         if r.is_err() {
             self.conn = None;
@@ -123,8 +126,9 @@ impl Client {
                 };
                 let size_text = std::str::from_utf8(&self.buf[..line_end])
                     .map_err(|_| bad("bad chunk size"))?;
-                let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                    .map_err(|_| bad("bad chunk size"))?;
+                let size =
+                    usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                        .map_err(|_| bad("bad chunk size"))?;
                 self.buf.drain(..line_end + 2);
                 while self.buf.len() < size + 2 {
                     read_more(conn, &mut self.buf).await?;
@@ -165,7 +169,10 @@ async fn read_more(conn: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
     let mut tmp = [0u8; 4096];
     let n = conn.read(&mut tmp).await?;
     if n == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "API closed the connection"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "API closed the connection",
+        ));
     }
     buf.extend_from_slice(&tmp[..n]);
     Ok(())

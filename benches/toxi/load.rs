@@ -63,7 +63,9 @@ pub async fn bulk_stream(
         s.read_exact(&mut ack).await?;
         let got = u64::from_le_bytes(ack);
         if got != sent {
-            return Err(std::io::Error::other(format!("sink got {got} of {sent} bytes")));
+            return Err(std::io::Error::other(format!(
+                "sink got {got} of {sent} bytes"
+            )));
         }
         Ok((got, t0.elapsed()))
     })
@@ -96,28 +98,32 @@ pub async fn bulk_parallel(addr: SocketAddr, n: usize, dur: Duration) -> Res<f64
 /// proxy-thread allocations, other-thread allocations) for a window of `dur` after a warm-up.
 pub async fn bulk_allocs(addr: SocketAddr, dur: Duration) -> Res<(u64, u64, u64)> {
     let mut s = connect(addr).await?;
-    within(dur + Duration::from_secs(20), "bulk stream (allocations)", async {
-        let warm = Instant::now();
-        while warm.elapsed() < Duration::from_millis(200) {
-            s.write_all(&PAYLOAD).await?;
-        }
-        let before = crate::alloc::snapshot();
-        let t0 = Instant::now();
-        let mut sent = 0u64;
-        while t0.elapsed() < dur {
-            s.write_all(&PAYLOAD).await?;
-            sent += BLOCK as u64;
-        }
-        let after = crate::alloc::snapshot();
-        s.shutdown().await?;
-        let mut ack = [0u8; 8];
-        s.read_exact(&mut ack).await?;
-        Ok::<_, std::io::Error>((
-            sent,
-            after.proxy_allocs - before.proxy_allocs,
-            after.other_allocs - before.other_allocs,
-        ))
-    })
+    within(
+        dur + Duration::from_secs(20),
+        "bulk stream (allocations)",
+        async {
+            let warm = Instant::now();
+            while warm.elapsed() < Duration::from_millis(200) {
+                s.write_all(&PAYLOAD).await?;
+            }
+            let before = crate::alloc::snapshot();
+            let t0 = Instant::now();
+            let mut sent = 0u64;
+            while t0.elapsed() < dur {
+                s.write_all(&PAYLOAD).await?;
+                sent += BLOCK as u64;
+            }
+            let after = crate::alloc::snapshot();
+            s.shutdown().await?;
+            let mut ack = [0u8; 8];
+            s.read_exact(&mut ack).await?;
+            Ok::<_, std::io::Error>((
+                sent,
+                after.proxy_allocs - before.proxy_allocs,
+                after.other_allocs - before.other_allocs,
+            ))
+        },
+    )
     .await
 }
 
@@ -149,18 +155,22 @@ pub async fn rtt(addr: SocketAddr, iters: usize) -> Res<Vec<u64>> {
 pub async fn rr64k(addr: SocketAddr, dur: Duration) -> Res<f64> {
     let mut s = connect(addr).await?;
     let mut resp = vec![0u8; BLOCK];
-    within(dur + Duration::from_secs(20), "64 KiB request/response", async {
-        let t0 = Instant::now();
-        let mut count = 0u64;
-        while t0.elapsed() < dur {
-            let (mut r, mut w) = s.split();
-            let (a, b) = tokio::join!(w.write_all(&PAYLOAD), r.read_exact(&mut resp));
-            a?;
-            b?;
-            count += 1;
-        }
-        Ok::<_, std::io::Error>(count as f64 / t0.elapsed().as_secs_f64())
-    })
+    within(
+        dur + Duration::from_secs(20),
+        "64 KiB request/response",
+        async {
+            let t0 = Instant::now();
+            let mut count = 0u64;
+            while t0.elapsed() < dur {
+                let (mut r, mut w) = s.split();
+                let (a, b) = tokio::join!(w.write_all(&PAYLOAD), r.read_exact(&mut resp));
+                a?;
+                b?;
+                count += 1;
+            }
+            Ok::<_, std::io::Error>(count as f64 / t0.elapsed().as_secs_f64())
+        },
+    )
     .await
 }
 
@@ -227,23 +237,27 @@ pub async fn conn_rate(addr: SocketAddr, dur: Duration, conc: usize) -> Res<f64>
 pub async fn drain_rate(addr: SocketAddr, warm: Duration, window: Duration) -> Res<f64> {
     let mut s = connect(addr).await?;
     let mut buf = vec![0u8; BLOCK];
-    within(warm + window + Duration::from_secs(20), "draining the source", async {
-        let t0 = Instant::now();
-        while t0.elapsed() < warm {
-            if s.read(&mut buf).await? == 0 {
-                return Err(std::io::Error::other("source closed"));
+    within(
+        warm + window + Duration::from_secs(20),
+        "draining the source",
+        async {
+            let t0 = Instant::now();
+            while t0.elapsed() < warm {
+                if s.read(&mut buf).await? == 0 {
+                    return Err(std::io::Error::other("source closed"));
+                }
             }
-        }
-        let t1 = Instant::now();
-        let mut got = 0u64;
-        while t1.elapsed() < window {
-            match s.read(&mut buf).await? {
-                0 => return Err(std::io::Error::other("source closed")),
-                n => got += n as u64,
+            let t1 = Instant::now();
+            let mut got = 0u64;
+            while t1.elapsed() < window {
+                match s.read(&mut buf).await? {
+                    0 => return Err(std::io::Error::other("source closed")),
+                    n => got += n as u64,
+                }
             }
-        }
-        Ok(got as f64 / t1.elapsed().as_secs_f64())
-    })
+            Ok(got as f64 / t1.elapsed().as_secs_f64())
+        },
+    )
     .await
 }
 
@@ -297,7 +311,10 @@ pub async fn burst(addr: SocketAddr, n: usize, gap: Duration) -> Res<Vec<Duratio
         Ok::<_, std::io::Error>(())
     })
     .await?;
-    let (sent, _w) = sender.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    let (sent, _w) = sender
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     Ok(sent.iter().zip(&arrived).map(|(s, a)| *a - *s).collect())
 }
 
@@ -331,17 +348,18 @@ pub async fn open_idle(addr: SocketAddr, n: usize) -> Res<Vec<TcpStream>> {
     Ok(conns)
 }
 
-/// `n` connections writing 16 KiB blocks into the sink until `stop`; counts bytes written.
+/// `n` connections writing 16 KiB blocks into the sink until `stop`; counts bytes written
+/// per connection.
 pub struct Streams {
     stop: Arc<AtomicBool>,
-    pub bytes: Arc<AtomicU64>,
+    counts: Arc<Vec<AtomicU64>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Streams {
     pub async fn start(addr: SocketAddr, n: usize, max_life: Duration) -> Res<Streams> {
         let stop = Arc::new(AtomicBool::new(false));
-        let bytes = Arc::new(AtomicU64::new(0));
+        let counts: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
         let mut tasks = Vec::with_capacity(n);
         let mut conns = Vec::with_capacity(n);
         for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
@@ -351,8 +369,8 @@ impl Streams {
             }
         }
         let t0 = Instant::now();
-        for mut s in conns {
-            let (stop, bytes) = (stop.clone(), bytes.clone());
+        for (i, mut s) in conns.into_iter().enumerate() {
+            let (stop, counts) = (stop.clone(), counts.clone());
             tasks.push(tokio::spawn(async move {
                 while !stop.load(Relaxed) && t0.elapsed() < max_life {
                     let w = tokio::time::timeout(
@@ -362,7 +380,7 @@ impl Streams {
                     .await;
                     match w {
                         Ok(Ok(())) => {
-                            bytes.fetch_add(16 * 1024, Relaxed);
+                            counts[i].fetch_add(16 * 1024, Relaxed);
                         }
                         Ok(Err(_)) => return,
                         Err(_) => {} // blocked (a slow toxic): check the stop flag again
@@ -370,7 +388,16 @@ impl Streams {
                 }
             }));
         }
-        Ok(Streams { stop, bytes, tasks })
+        Ok(Streams {
+            stop,
+            counts,
+            tasks,
+        })
+    }
+
+    /// Bytes written so far by each connection.
+    pub fn per_stream(&self) -> Vec<u64> {
+        self.counts.iter().map(|c| c.load(Relaxed)).collect()
     }
 
     pub async fn stop(self) {

@@ -26,8 +26,17 @@ use std::time::{Duration, Instant};
 static GLOBAL: alloc::Counting = alloc::Counting;
 
 const FIGURES: [&str; 11] = [
-    "bulk", "bulk8", "rtt", "rr64k", "connrate", "memory", "alloc", "lat100", "latency",
-    "bandwidth", "api",
+    "bulk",
+    "bulk8",
+    "rtt",
+    "rr64k",
+    "connrate",
+    "memory",
+    "alloc",
+    "lat100",
+    "latency",
+    "bandwidth",
+    "api",
 ];
 
 #[derive(Debug, Clone)]
@@ -45,6 +54,8 @@ pub struct Params {
     pub api_streams: usize,
     /// Toxic add+remove pairs per API measurement.
     pub api_ops: usize,
+    /// Time limit of each API churn run.
+    pub api_limit: Duration,
     /// Pings through the 50 ms latency toxic.
     pub lat_pings: usize,
     /// Pipelined messages in the latency burst.
@@ -55,6 +66,8 @@ pub struct Params {
     pub strict: bool,
     pub proxy_threads: usize,
     pub loadgen_threads: usize,
+    /// Serve the API on a runtime of its own instead of the proxy runtime.
+    pub separate_api_runtime: bool,
 }
 
 const USAGE: &str = "\
@@ -73,6 +86,9 @@ usage: cargo bench --bench toxi -- [options]
   --only a,b,...     run only these figures: bulk bulk8 rtt rr64k connrate memory alloc
                      lat100 latency bandwidth api
   --strict           exit with status 1 if any target is missed
+  --separate-api-runtime
+                     serve the API on a one-thread runtime of its own instead of sharing
+                     the proxy runtime (toxi-server shares it): an experiment
 
 environment: TOXI_BENCH_PROXY_THREADS, TOXI_BENCH_LOADGEN_THREADS (worker threads of the
 proxy and load-generator runtimes; default: number of CPUs), TOXI_SERVER_BIN (server binary
@@ -103,6 +119,7 @@ fn parse_args() -> Result<Option<Params>, String> {
         idle_conns: 5000,
         api_streams: 1000,
         api_ops: if quick { 25 } else { 100 },
+        api_limit: Duration::from_secs(if quick { 6 } else { 15 }),
         lat_pings: if quick { 6 } else { 20 },
         burst_msgs: if quick { 10 } else { 20 },
         bw_secs: if quick { 1.0 } else { 2.0 },
@@ -110,6 +127,7 @@ fn parse_args() -> Result<Option<Params>, String> {
         strict: false,
         proxy_threads: env_threads("TOXI_BENCH_PROXY_THREADS"),
         loadgen_threads: env_threads("TOXI_BENCH_LOADGEN_THREADS"),
+        separate_api_runtime: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -124,17 +142,24 @@ fn parse_args() -> Result<Option<Params>, String> {
         match a.as_str() {
             "--quick" | "--bench" => {}
             "--strict" => p.strict = true,
+            "--separate-api-runtime" => p.separate_api_runtime = true,
             "--rounds" => p.rounds = num::<usize>(a, value(a)?)?.max(1),
-            "--secs" => p.sample = Duration::from_secs_f64(num::<f64>(a, value(a)?)?.clamp(0.05, 60.0)),
+            "--secs" => {
+                p.sample = Duration::from_secs_f64(num::<f64>(a, value(a)?)?.clamp(0.05, 60.0))
+            }
             "--rtt-iters" => p.rtt_iters = num::<usize>(a, value(a)?)?.max(10),
             "--idle-conns" => p.idle_conns = num::<usize>(a, value(a)?)?.max(1),
             "--streams" => p.api_streams = num::<usize>(a, value(a)?)?.max(1),
             "--api-ops" => p.api_ops = num::<usize>(a, value(a)?)?.max(1),
             "--bw-secs" => p.bw_secs = num::<f64>(a, value(a)?)?.clamp(0.1, 60.0),
             "--only" => {
-                let list: Vec<String> = value(a)?.split(',').map(|s| s.trim().to_string()).collect();
+                let list: Vec<String> =
+                    value(a)?.split(',').map(|s| s.trim().to_string()).collect();
                 if let Some(bad) = list.iter().find(|f| !FIGURES.contains(&f.as_str())) {
-                    return Err(format!("unknown figure {bad}; known: {}", FIGURES.join(" ")));
+                    return Err(format!(
+                        "unknown figure {bad}; known: {}",
+                        FIGURES.join(" ")
+                    ));
                 }
                 p.only = Some(list);
             }
@@ -142,7 +167,9 @@ fn parse_args() -> Result<Option<Params>, String> {
                 print!("{USAGE}");
                 return Ok(None);
             }
-            other if other.starts_with('-') => return Err(format!("unknown option {other}\n{USAGE}")),
+            other if other.starts_with('-') => {
+                return Err(format!("unknown option {other}\n{USAGE}"))
+            }
             _ => {}
         }
     }
@@ -164,7 +191,7 @@ fn raise_nofile() -> u64 {
             libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 fn main() {
@@ -193,20 +220,47 @@ fn main() {
         .build()
         .expect("load-generator runtime");
 
-    let server = proxy_rt
-        .block_on(toxi::server::Server::start(toxi::server::Config::for_tests()))
+    // The API serves on the runtime `Server::start` runs on. By default that is the proxy
+    // runtime, as in `toxi-server`; `--separate-api-runtime` gives it a one-thread runtime
+    // of its own (proxies are still created on the proxy runtime, see `Ctx::proxy`).
+    let api_rt = params.separate_api_runtime.then(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("toxi-api")
+            .on_thread_start(alloc::mark_proxy_thread)
+            .enable_all()
+            .build()
+            .expect("API runtime")
+    });
+    let server_rt = api_rt.as_ref().unwrap_or(&proxy_rt);
+    let server = server_rt
+        .block_on(toxi::server::Server::start(
+            toxi::server::Config::for_tests(),
+        ))
         .expect("server starts");
 
-    println!("toxi benchmark — {} mode", if params.quick { "quick" } else { "full" });
+    println!(
+        "toxi benchmark — {} mode",
+        if params.quick { "quick" } else { "full" }
+    );
     println!("machine: {}", report::machine());
     println!(
-        "setup: proxy in-process on {} worker thread(s), load generator on {}; \
+        "setup: proxy in-process on {} worker thread(s){}, load generator on {}; \
          {} rounds of {:.1} s samples, medians; open-files limit {nofile}{}",
         params.proxy_threads,
+        if params.separate_api_runtime {
+            " (API on its own thread)"
+        } else {
+            ""
+        },
         params.loadgen_threads,
         params.rounds,
         params.sample.as_secs_f64(),
-        if cfg!(debug_assertions) { "; WARNING: debug build, numbers are meaningless" } else { "" },
+        if cfg!(debug_assertions) {
+            "; WARNING: debug build, numbers are meaningless"
+        } else {
+            ""
+        },
     );
     println!();
 
@@ -251,7 +305,10 @@ fn main() {
         rows
     });
 
-    proxy_rt.block_on(server.shutdown());
+    server_rt.block_on(server.shutdown());
+    if let Some(rt) = api_rt {
+        rt.shutdown_timeout(Duration::from_secs(1));
+    }
     loadgen_rt.shutdown_timeout(Duration::from_secs(1));
     proxy_rt.shutdown_timeout(Duration::from_secs(1));
 
