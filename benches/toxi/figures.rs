@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use toxi::model::{Direction, ToxicKind};
 use toxi::registry::{ProxyInput, Registry, ToxicSnapshot};
 
+use crate::cpu;
 use crate::http;
 use crate::load::{self, median, quantile, Res};
 use crate::report::{Row, Target};
@@ -99,26 +100,35 @@ pub async fn bulk(ctx: &Ctx) -> Res<Vec<Row>> {
         ToxicKind::Noop,
     )?;
     let dur = ctx.p.sample;
-    // Three-way rotation: direct, toxi, toxi with a noop toxic (the toxic path).
+    // Three-way rotation: direct, toxi, toxi with a noop toxic (the toxic path). CPU time
+    // of each side is summed over the direct and the toxi samples.
     let (mut d, mut t, mut n) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut d_cpu, mut t_cpu) = (cpu::Split::ZERO, cpu::Split::ZERO);
+    let (mut d_bytes, mut t_bytes) = (0f64, 0f64);
     for _ in 0..ctx.p.rounds {
-        d.push(
-            load::bulk(ctx.up.sink, dur)
-                .await
-                .map_err(|e| format!("direct: {e}"))?,
-        );
-        t.push(
-            load::bulk(proxied, dur)
-                .await
-                .map_err(|e| format!("toxi: {e}"))?,
-        );
+        let c0 = cpu::split();
+        let (bytes, elapsed) = load::bulk_stream(ctx.up.sink, dur, None)
+            .await
+            .map_err(|e| format!("direct: {e}"))?;
+        let c1 = cpu::split();
+        d.push(bytes as f64 / elapsed.as_secs_f64());
+        let (bytes2, elapsed2) = load::bulk_stream(proxied, dur, None)
+            .await
+            .map_err(|e| format!("toxi: {e}"))?;
+        let c2 = cpu::split();
+        t.push(bytes2 as f64 / elapsed2.as_secs_f64());
         n.push(
             load::bulk(noop, dur)
                 .await
                 .map_err(|e| format!("toxi+noop: {e}"))?,
         );
+        d_cpu = d_cpu + (c1 - c0);
+        t_cpu = t_cpu + (c2 - c1);
+        d_bytes += bytes as f64;
+        t_bytes += bytes2 as f64;
     }
     let (d, t, n) = (median(d), median(t), median(n));
+    let per_gb = |cpu: Duration, bytes: f64| cpu.as_secs_f64() / (bytes / 1e9);
     Ok(vec![
         Row::ratio(
             "bulk throughput, 1 stream",
@@ -126,6 +136,15 @@ pub async fn bulk(ctx: &Ctx) -> Res<Vec<Row>> {
             mbps(t),
             t / d,
             Target::RatioAtLeast(0.6),
+        ),
+        Row::info(
+            "  CPU s per GB: load generator / proxy",
+            format!("{:.2} / -", per_gb(d_cpu.loadgen, d_bytes)),
+            format!(
+                "{:.2} / {:.2}",
+                per_gb(t_cpu.loadgen, t_bytes),
+                per_gb(t_cpu.proxy, t_bytes)
+            ),
         ),
         Row::ratio(
             "  same, noop toxic (toxic path)",

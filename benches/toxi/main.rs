@@ -13,6 +13,7 @@
 //! uses a `toxi-server` subprocess for a clean RSS reading. See docs/performance.md.
 
 mod alloc;
+mod cpu;
 mod figures;
 mod http;
 mod load;
