@@ -218,19 +218,92 @@ pub async fn rr64k(ctx: &Ctx) -> Res<Vec<Row>> {
 
 pub async fn connrate(ctx: &Ctx) -> Res<Vec<Row>> {
     let proxied = ctx.proxy("bench_oneshot", ctx.up.oneshot).await?;
+    // The same upstream given by name: the proxy resolves it for every connection.
+    let by_name = {
+        let reg = ctx.registry.clone();
+        let input = ProxyInput {
+            name: "bench_oneshot_localhost".into(),
+            listen: "127.0.0.1:0".into(),
+            upstream: format!("localhost:{}", ctx.up.oneshot.port()),
+            enabled: true,
+        };
+        let snap = ctx
+            .proxy_rt
+            .spawn(async move { reg.create(input).await })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        snap.listen
+            .parse::<SocketAddr>()
+            .map_err(|e| e.to_string())?
+    };
     let dur = ctx.p.sample;
-    let (d, t) = alternate(ctx.p.rounds, ctx.up.oneshot, proxied, |a| {
-        load::conn_rate(a, dur, 4)
+    let (mut d, mut t, mut l) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut d_cpu, mut t_cpu) = (cpu::Split::ZERO, cpu::Split::ZERO);
+    let (mut d_n, mut t_n) = (0u64, 0u64);
+    for _ in 0..ctx.p.rounds {
+        let c0 = cpu::split();
+        let (rate, n) = load::conn_rate(ctx.up.oneshot, dur, 4)
+            .await
+            .map_err(|e| format!("direct: {e}"))?;
+        let c1 = cpu::split();
+        d.push(rate);
+        d_n += n;
+        d_cpu = d_cpu + (c1 - c0);
+        let (rate, n) = load::conn_rate(proxied, dur, 4)
+            .await
+            .map_err(|e| format!("toxi: {e}"))?;
+        let c2 = cpu::split();
+        t.push(rate);
+        t_n += n;
+        t_cpu = t_cpu + (c2 - c1);
+        l.push(
+            load::conn_rate(by_name, dur, 4)
+                .await
+                .map_err(|e| format!("toxi (localhost): {e}"))?
+                .0,
+        );
+    }
+    // One connection at a time: latency-bound rather than CPU-bound.
+    let (d1, t1) = alternate(ctx.p.rounds, ctx.up.oneshot, proxied, |a| async move {
+        Ok(load::conn_rate(a, dur, 1).await?.0)
     })
     .await?;
-    let (d, t) = (median(d), median(t));
-    Ok(vec![Row::ratio(
-        "new connections (1 exchange each)",
-        format!("{d:.0} /s"),
-        format!("{t:.0} /s"),
-        t / d,
-        Target::RatioAtLeast(0.7),
-    )])
+    let (d1, t1) = (median(d1), median(t1));
+    let (d, t, l) = (median(d), median(t), median(l));
+    let us_per = |cpu: Duration, n: u64| cpu.as_secs_f64() * 1e6 / n.max(1) as f64;
+    Ok(vec![
+        Row::ratio(
+            "new connections (1 exchange each)",
+            format!("{d:.0} /s"),
+            format!("{t:.0} /s"),
+            t / d,
+            Target::RatioAtLeast(0.7),
+        ),
+        Row::info(
+            "  CPU µs per connection: load generator / proxy",
+            format!("{:.1} / -", us_per(d_cpu.loadgen, d_n)),
+            format!(
+                "{:.1} / {:.1}",
+                us_per(t_cpu.loadgen, t_n),
+                us_per(t_cpu.proxy, t_n)
+            ),
+        ),
+        Row::ratio(
+            "  same, one connection at a time",
+            format!("{d1:.0} /s"),
+            format!("{t1:.0} /s"),
+            t1 / d1,
+            Target::None,
+        ),
+        Row::ratio(
+            "  same, upstream given as localhost:PORT",
+            format!("{d:.0} /s"),
+            format!("{l:.0} /s"),
+            l / d,
+            Target::None,
+        ),
+    ])
 }
 
 pub async fn memory(ctx: &Ctx) -> Res<Vec<Row>> {

@@ -176,7 +176,8 @@ pub async fn rr64k(addr: SocketAddr, dur: Duration) -> Res<f64> {
 
 /// New connections per second: `conc` workers each loop connect → 16-byte request →
 /// 16-byte response → EOF (the server closes first) for `dur`.
-pub async fn conn_rate(addr: SocketAddr, dur: Duration, conc: usize) -> Res<f64> {
+/// Returns (connections per second, connections made).
+pub async fn conn_rate(addr: SocketAddr, dur: Duration, conc: usize) -> Res<(f64, u64)> {
     let t0 = Instant::now();
     let errors = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..conc)
@@ -230,7 +231,7 @@ pub async fn conn_rate(addr: SocketAddr, dur: Duration, conc: usize) -> Res<f64>
     if errs > 0 {
         return Err(format!("{errs} failed connections ({total} succeeded)"));
     }
-    Ok(total as f64 / t0.elapsed().as_secs_f64())
+    Ok((total as f64 / t0.elapsed().as_secs_f64(), total))
 }
 
 /// Reads from a source connection: discards `warm`, then returns bytes/s over `window`.
