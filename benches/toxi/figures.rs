@@ -329,10 +329,10 @@ pub async fn memory(ctx: &Ctx) -> Res<Vec<Row>> {
     let per = |addr| async move {
         let before = crate::alloc::snapshot().live_bytes;
         let conns = load::open_idle(addr, n).await?;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let after = crate::alloc::snapshot().live_bytes;
         drop(conns);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         Ok::<f64, String>((after - before) as f64 / n as f64 / 1024.0)
     };
     let d = per(ctx.up.echo_small).await?;
@@ -393,7 +393,8 @@ pub async fn lat100(ctx: &Ctx) -> Res<Vec<Row>> {
             jitter: 0,
         },
     )?;
-    let (warm, window) = (Duration::from_millis(400), ctx.p.sample);
+    let warm = Duration::from_millis(if ctx.p.quick { 250 } else { 400 });
+    let window = ctx.p.sample;
     let rounds = ctx.p.rounds.min(3);
     let (d, t) = alternate(rounds, ctx.up.source, proxied, |a| {
         load::drain_rate(a, warm, window)
@@ -509,7 +510,7 @@ pub async fn bandwidth(ctx: &Ctx) -> Res<Vec<Row>> {
         let got = load::paced_transfer(proxied, bytes, limit).await?;
         let ratio = got / target;
         rows.push(Row::value(
-            &format!("bandwidth toxic {rate} KB/s ({:.0} s)", ctx.p.bw_secs),
+            &format!("bandwidth toxic {rate} KB/s ({} s)", ctx.p.bw_secs),
             format!("{rate} KB/s set"),
             format!("{:.0} KB/s", got / 1000.0),
             format!("{:.3}×", ratio),
@@ -608,7 +609,7 @@ async fn churn(ctx: &Ctx, use_http: bool, proxy: &str, ops: usize, limit: Durati
                 .build()
                 .expect("API client runtime");
             let result = rt.block_on(async {
-                let mut client = http::Client::new(api, Duration::from_secs(5));
+                let mut client = http::Client::new(api, limit.min(Duration::from_secs(5)));
                 let mut times = Vec::with_capacity(ops * 2);
                 let mut failures = 0;
                 let t0 = Instant::now();
@@ -651,7 +652,7 @@ pub async fn api_available(api: SocketAddr) -> bool {
 
 /// How long a task spawned onto the proxy runtime waits before it runs: one probe every
 /// 5 ms, `count` probes or until `limit`, from a thread of its own. Returns sorted delays in
-/// ms (a probe still waiting after 10 s counts as 10 s and ends the run). The API's tasks
+/// ms (a probe still waiting after `limit` counts as `limit` and ends the run). The API's tasks
 /// live on that runtime, so they queue the same way.
 async fn spawn_delays(
     handle: &tokio::runtime::Handle,
@@ -674,10 +675,10 @@ async fn spawn_delays(
                 handle.spawn(async move {
                     let _ = ran_tx.send(Instant::now());
                 });
-                match ran_rx.recv_timeout(Duration::from_secs(10)) {
+                match ran_rx.recv_timeout(limit) {
                     Ok(at) => v.push((at - t0).as_secs_f64() * 1e3),
                     Err(_) => {
-                        v.push(10_000.0);
+                        v.push(limit.as_secs_f64() * 1e3);
                         break;
                     }
                 }
@@ -696,6 +697,15 @@ async fn spawn_delays(
 
 pub async fn api(ctx: &Ctx) -> Res<Vec<Row>> {
     const PROXY: &str = "bench_api";
+    let started = Instant::now();
+    let phase = |what: &str| {
+        if verbose() {
+            eprintln!(
+                "api figure: {what} at {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    };
     let proxied = ctx.proxy(PROXY, ctx.up.sink).await?;
     let use_http = api_available(ctx.api).await;
     let how = if use_http {
@@ -707,6 +717,7 @@ pub async fn api(ctx: &Ctx) -> Res<Vec<Row>> {
     let limit = ctx.p.api_limit;
     let idle = churn(ctx, use_http, PROXY, ops, limit).await?;
     let idle_probe = spawn_delays(&ctx.proxy_rt, ops, limit).await?;
+    phase("idle churn and probe done");
     let n = ctx.p.api_streams;
     let life = Duration::from_secs(60);
     // The same streams straight to the sink, for the fairness comparison.
@@ -717,11 +728,13 @@ pub async fn api(ctx: &Ctx) -> Res<Vec<Row>> {
         let t0 = Instant::now();
         tokio::time::sleep(ctx.p.sample * 2).await;
         let c1 = streams.per_stream();
+        phase("direct streams measured");
         let secs = t0.elapsed().as_secs_f64();
         streams.stop().await;
         rates(&c0, &c1, secs)
     };
     let streams = load::Streams::start(proxied, n, life).await?;
+    phase("proxied streams started");
     tokio::time::sleep(Duration::from_millis(300)).await;
     // No toxic attached yet: every link is on the fast path.
     let probe = spawn_delays(&ctx.proxy_rt, ops, limit).await;
@@ -730,6 +743,7 @@ pub async fn api(ctx: &Ctx) -> Res<Vec<Row>> {
     let loaded = churn(ctx, use_http, PROXY, ops, limit).await;
     let secs = t0.elapsed().as_secs_f64();
     let c1 = streams.per_stream();
+    phase("loaded churn done");
     // The same probe with a noop toxic on every stream: every link on the toxic path.
     let _ = ctx.registry.remove_toxic(PROXY, "churn");
     let noop_probe = match ctx.add_toxic(PROXY, "churn", Direction::Upstream, ToxicKind::Noop) {
@@ -741,6 +755,7 @@ pub async fn api(ctx: &Ctx) -> Res<Vec<Row>> {
     };
     streams.stop().await;
     let _ = ctx.registry.remove_toxic(PROXY, "churn");
+    phase("streams stopped");
     let (loaded, probe, noop_probe) = (loaded?, probe?, noop_probe?);
     let proxied_rates = rates(&c0, &c1, secs);
     let spread = |r: &[f64]| {

@@ -375,7 +375,7 @@ impl Streams {
             tasks.push(tokio::spawn(async move {
                 while !stop.load(Relaxed) && t0.elapsed() < max_life {
                     let w = tokio::time::timeout(
-                        Duration::from_millis(200),
+                        Duration::from_millis(50),
                         s.write_all(&PAYLOAD[..16 * 1024]),
                     )
                     .await;

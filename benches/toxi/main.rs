@@ -76,7 +76,8 @@ toxi benchmark suite
 
 usage: cargo bench --bench toxi -- [options]
 
-  --quick            short smoke run (< 20 s): 2 rounds, 0.2 s samples, 1 s bandwidth
+  --quick            short smoke run (< 20 s): 2 rounds, 0.2 s samples, 1,000 idle
+                     connections, 0.5 s bandwidth transfers, 1 s API churn
   --rounds N         direct/proxied rounds per figure (default 5)
   --secs X           seconds per throughput/rate sample (default 0.5)
   --rtt-iters N      ping-pongs per round-trip sample (default 5000)
@@ -117,13 +118,13 @@ fn parse_args() -> Result<Option<Params>, String> {
         rounds: if quick { 2 } else { 5 },
         sample: Duration::from_millis(if quick { 200 } else { 500 }),
         rtt_iters: if quick { 1500 } else { 5000 },
-        idle_conns: 5000,
+        idle_conns: if quick { 1000 } else { 5000 },
         api_streams: 1000,
-        api_ops: if quick { 25 } else { 100 },
-        api_limit: Duration::from_secs(if quick { 6 } else { 15 }),
+        api_ops: if quick { 15 } else { 100 },
+        api_limit: Duration::from_secs(if quick { 1 } else { 15 }),
         lat_pings: if quick { 6 } else { 20 },
         burst_msgs: if quick { 10 } else { 20 },
-        bw_secs: if quick { 1.0 } else { 2.0 },
+        bw_secs: if quick { 0.5 } else { 2.0 },
         only: None,
         strict: false,
         proxy_threads: env_threads("TOXI_BENCH_PROXY_THREADS"),

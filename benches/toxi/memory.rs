@@ -91,10 +91,10 @@ pub async fn rss_per_idle_connection(upstream: SocketAddr, n: usize) -> Res<RssR
         }
         // Warm up the runtime (worker threads, buffer pools) with some short-lived traffic.
         drop(open_idle(listen, 200).await?);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let before = vm_rss_kib(pid)?;
         let conns = open_idle(listen, n).await?;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let after = vm_rss_kib(pid)?;
         drop(conns);
         Ok(RssResult {
