@@ -3,4 +3,6 @@
 mod support;
 
 mod api;
+mod process;
 mod proxies;
+mod toxics;
