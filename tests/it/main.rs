@@ -2,6 +2,7 @@
 
 mod support;
 
+mod api;
 mod faults;
 mod hostile;
 mod process;
