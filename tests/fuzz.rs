@@ -18,16 +18,43 @@ use toxi::registry::ToxicSnapshot;
 use toxi::toxics::{self, Chunk, Item, Poll};
 
 fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256);
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(256);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
 }
 
 /// JSON-looking text: real structure with hostile leaves and case-mangled keys.
 fn json_text() -> impl Strategy<Value = String> {
     let keys = prop::sample::select(vec![
-        "name", "NAME", "Name", "type", "TYPE", "stream", "Stream", "toxicity", "attributes", "Attributes",
-        "listen", "upstream", "enabled", "latency", "jitter", "rate", "delay", "timeout", "average_size",
-        "size_variation", "bytes", "\u{212a}ey", "",
+        "name",
+        "NAME",
+        "Name",
+        "type",
+        "TYPE",
+        "stream",
+        "Stream",
+        "toxicity",
+        "attributes",
+        "Attributes",
+        "listen",
+        "upstream",
+        "enabled",
+        "latency",
+        "jitter",
+        "rate",
+        "delay",
+        "timeout",
+        "average_size",
+        "size_variation",
+        "bytes",
+        "\u{212a}ey",
+        "",
     ]);
     let leaf = prop_oneof![
         Just("null".to_string()),
@@ -40,14 +67,18 @@ fn json_text() -> impl Strategy<Value = String> {
         Just("1e400".to_string()),
         Just("0.5".to_string()),
         prop::sample::select(TOXIC_TYPES.to_vec()).prop_map(|t| format!("\"{t}\"")),
-        prop::sample::select(vec!["upstream", "DOWNSTREAM", "", "x"]).prop_map(|s| format!("\"{s}\"")),
+        prop::sample::select(vec!["upstream", "DOWNSTREAM", "", "x"])
+            .prop_map(|s| format!("\"{s}\"")),
         "[^\"\\\\]{0,12}".prop_map(|s| format!("\"{s}\"")),
     ];
     leaf.prop_recursive(4, 48, 6, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(|v| format!("[{}]", v.join(","))),
             prop::collection::vec((keys.clone(), inner), 0..6).prop_map(|kv| {
-                let members: Vec<String> = kv.into_iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                let members: Vec<String> = kv
+                    .into_iter()
+                    .map(|(k, v)| format!("\"{k}\":{v}"))
+                    .collect();
                 format!("{{{}}}", members.join(","))
             }),
         ]
@@ -100,8 +131,16 @@ fn run_toxic(kind: &ToxicKind, inputs: &[(u64, usize)], seed: u64) -> (Vec<u8>, 
     let mut now = t0;
     for &(gap_ms, len) in inputs {
         now += Duration::from_millis(gap_ms);
-        let data: Vec<u8> = (0..len).map(|_| { next_byte = next_byte.wrapping_add(1); next_byte }).collect();
-        pending.push_back(Item::Data(Chunk { data: Bytes::from(data), ts: now }));
+        let data: Vec<u8> = (0..len)
+            .map(|_| {
+                next_byte = next_byte.wrapping_add(1);
+                next_byte
+            })
+            .collect();
+        pending.push_back(Item::Data(Chunk {
+            data: Bytes::from(data),
+            ts: now,
+        }));
     }
     pending.push_back(Item::Eof);
     let mut out = Vec::new();
@@ -138,7 +177,12 @@ fn run_toxic(kind: &ToxicKind, inputs: &[(u64, usize)], seed: u64) -> (Vec<u8>, 
 fn expected_bytes(inputs: &[(u64, usize)]) -> Vec<u8> {
     let total: usize = inputs.iter().map(|i| i.1).sum();
     let mut b = 0u8;
-    (0..total).map(|_| { b = b.wrapping_add(1); b }).collect()
+    (0..total)
+        .map(|_| {
+            b = b.wrapping_add(1);
+            b
+        })
+        .collect()
 }
 
 proptest! {
