@@ -2,4 +2,6 @@
 
 mod support;
 
+mod logging;
+mod metrics;
 mod proxies;
