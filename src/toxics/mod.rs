@@ -26,6 +26,9 @@ mod slicer;
 mod slow_close;
 mod timeout;
 
+#[cfg(test)]
+mod test_util;
+
 /// Bytes read from a source socket in one read, stamped with the time they were read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {

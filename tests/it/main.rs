@@ -2,6 +2,9 @@
 
 mod support;
 
+mod hostile;
 mod logging;
 mod metrics;
+mod process;
 mod proxies;
+mod toxics;

@@ -20,10 +20,16 @@ async fn metrics_server() -> Server {
     .await
 }
 
-/// The `/metrics` text of `server`.
+/// The `/metrics` text of `server`, over HTTP.
 async fn scrape(server: &Server) -> String {
-    let render = toxi::metrics::renderer(server.registry(), true, true).expect("metrics on");
-    render()
+    let (status, head, body) = http_raw(server.api_addr(), "GET", "/metrics", &[], b"").await;
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
+        "{head}"
+    );
+    String::from_utf8(body).expect("UTF-8 exposition")
 }
 
 /// Sample lines as `name{labels}` → value.
@@ -85,11 +91,36 @@ fn toxic(name: &str, direction: Direction, toxicity: f32) -> ToxicSnapshot {
 }
 
 #[tokio::test]
-async fn no_flags_means_no_metrics_route() {
-    let server = server().await;
-    assert!(toxi::metrics::renderer(server.registry(), false, false).is_none());
-    assert!(toxi::metrics::renderer(server.registry(), true, false).is_some());
-    assert!(toxi::metrics::renderer(server.registry(), false, true).is_some());
+async fn metrics_route_follows_the_flags() {
+    let plain = server().await;
+    let (status, body) = http(plain.api_addr(), "GET", "/metrics", "").await;
+    assert_eq!((status, body.as_str()), (404, "404 page not found\n"));
+    assert!(toxi::metrics::renderer(plain.registry(), false, false).is_none());
+
+    for (proxy_metrics, runtime_metrics) in [(true, false), (false, true)] {
+        let server = server_with(Config {
+            proxy_metrics,
+            runtime_metrics,
+            ..Config::for_tests()
+        })
+        .await;
+        // Any method, as in the reference.
+        let (status, body) = http(server.api_addr(), "POST", "/metrics", "").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("promhttp_metric_handler_errors_total{cause=\"encoding\"} 0\n"));
+        assert_eq!(
+            body.contains("process_open_fds "),
+            runtime_metrics,
+            "{body}"
+        );
+        let p = proxy(&server, "flagged", echo_upstream().await).await;
+        let body = scrape(&server).await;
+        assert_eq!(
+            body.contains(&format!("listener=\"{}\"", p.listen)),
+            proxy_metrics,
+            "{body}"
+        );
+    }
 }
 
 /// DECISIONS §2.7: the byte counters move while the connection is still open, with the
@@ -266,4 +297,41 @@ async fn runtime_metrics_have_process_and_go_lines() {
     assert!(s["go_goroutines"] >= 1.0);
     assert!(s["process_open_fds"] >= 1.0);
     assert!(s["process_resident_memory_bytes"] > 0.0);
+}
+
+/// The reference's end-to-end metrics check (`scripts/test-e2e`): a proxy created over
+/// the API with a `localhost` listen, traffic through it, then three greps on `/metrics`.
+#[tokio::test]
+async fn reference_e2e_metrics_greps() {
+    let server = metrics_server().await;
+    let upstream_port = echo_upstream().await.port();
+    let body = format!(
+        r#"{{"name":"shopify_http","listen":"localhost:0","upstream":"localhost:{upstream_port}"}}"#
+    );
+    let (status, reply) = http(server.api_addr(), "POST", "/proxies", &body).await;
+    assert_eq!(status, 201, "{reply}");
+    let created: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    let listen = created["listen"].as_str().unwrap().to_string();
+    assert!(listen.starts_with("127.0.0.1:"), "{listen}");
+
+    let mut c = within("connect", tokio::net::TcpStream::connect(listen.as_str()))
+        .await
+        .unwrap();
+    let request = b"GET /test2 HTTP/1.0\r\n\r\n";
+    c.write_all(request).await.unwrap();
+    read_n(&mut c, request.len()).await;
+
+    let text = scrape(&server).await;
+    let sent = format!(
+        "toxiproxy_proxy_sent_bytes_total{{direction=\"downstream\",listener=\"{listen}\",\
+         proxy=\"shopify_http\",upstream=\"localhost:{upstream_port}\"}} "
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&sent))
+        .unwrap_or_else(|| panic!("no {sent}line:\n{text}"));
+    let value = &line[sent.len()..];
+    assert!(value.bytes().all(|b| b.is_ascii_digit()), "{line}");
+    assert!(text.lines().any(|l| l.starts_with("go_info")));
+    assert!(text.lines().any(|l| l.starts_with("go_goroutines")));
 }
