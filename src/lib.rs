@@ -8,11 +8,14 @@
 //! * [`proxy`]: listeners, connections and links (the data path);
 //! * [`registry`]: the proxy collection and its API semantics;
 //! * [`api`]: the Toxiproxy HTTP API on hyper;
-//! * [`metrics`]: Prometheus `/metrics`;
+//! * [`metrics`]: Prometheus `/metrics` and the series the engine feeds (the registry
+//!   takes its counters from [`metrics::Store`]);
+//! * [`logging`]: zerolog-style JSON (or text) logs on stdout, `LOG_LEVEL`;
 //! * [`server`]: start a whole server in-process ([`server::Server::start`]).
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod proxy;

@@ -5,6 +5,8 @@ mod support;
 mod api;
 mod faults;
 mod hostile;
+mod logging;
+mod metrics;
 mod process;
 mod proxies;
 mod toxics;
