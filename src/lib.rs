@@ -1,7 +1,25 @@
 //! toxi: a TCP fault-injection proxy, a drop-in replacement for Toxiproxy.
+//!
+//! Module map (imports point this way: `model` ◀ `toxics` ◀ `proxy` ◀ `registry` ◀ `api`
+//! ◀ `server`):
+//!
+//! * [`model`]: wire types spelled as Toxiproxy spells them, lenient JSON decoding;
+//! * [`toxics`]: the eight toxic behaviours as clock-driven state machines;
+//! * [`proxy`]: listeners, connections and links (the data path);
+//! * [`registry`]: the proxy collection and its API semantics;
+//! * [`api`]: the Toxiproxy HTTP API on hyper;
+//! * [`metrics`]: Prometheus `/metrics`;
+//! * [`server`]: start a whole server in-process ([`server::Server::start`]).
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod client;
+pub mod metrics;
 pub mod model;
+pub mod proxy;
 pub mod registry;
+pub mod server;
 pub mod toxics;
+
+/// toxi's version, reported by `/version` and `-version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -5,7 +5,14 @@
 //! are never held across an `.await`. Lifecycle changes of one proxy (start, stop) are
 //! serialised by that proxy's async lifecycle lock.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::watch;
+
 use crate::model::{Direction, ToxicKind};
+use crate::proxy::{addr, Chain, ChainEntry, EngineConfig, InstanceStats, Running};
 
 /// A proxy as the API shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,31 +90,248 @@ impl Error {
 }
 
 /// The set of proxies, keyed by name.
-pub struct Registry {}
+pub struct Registry {
+    config: EngineConfig,
+    proxies: Mutex<BTreeMap<String, Arc<Proxy>>>,
+    /// Source of toxic uids (unique for the process's life).
+    next_uid: AtomicU64,
+}
 
-#[allow(unused_variables)]
+/// One named proxy.
+struct Proxy {
+    name: String,
+    /// Serialises start, stop and update of this proxy.
+    lifecycle: tokio::sync::Mutex<()>,
+    state: Mutex<ProxyState>,
+    /// The published toxic chains per direction; connections subscribe to them.
+    chains: Arc<[watch::Sender<Chain>; 2]>,
+}
+
+struct ProxyState {
+    listen: String,
+    upstream: String,
+    /// Present while the proxy is enabled.
+    running: Option<Running>,
+    stats: Arc<InstanceStats>,
+    /// Per direction, in chain order.
+    toxics: [Vec<ToxicRecord>; 2],
+}
+
+#[derive(Clone)]
+struct ToxicRecord {
+    snapshot: ToxicSnapshot,
+    uid: u64,
+    attr_gen: u64,
+    toxicity_gen: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave the data half-written (every
+    // critical section assigns whole values), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Proxy {
+    fn new(input: &ProxyInput) -> Arc<Proxy> {
+        Arc::new(Proxy {
+            name: input.name.clone(),
+            lifecycle: tokio::sync::Mutex::new(()),
+            state: Mutex::new(ProxyState {
+                listen: input.listen.clone(),
+                upstream: input.upstream.clone(),
+                running: None,
+                stats: Arc::default(),
+                toxics: [Vec::new(), Vec::new()],
+            }),
+            chains: Arc::new([
+                watch::channel(Chain::default()).0,
+                watch::channel(Chain::default()).0,
+            ]),
+        })
+    }
+
+    fn snapshot(&self) -> ProxySnapshot {
+        let st = lock(&self.state);
+        ProxySnapshot {
+            name: self.name.clone(),
+            listen: st.listen.clone(),
+            upstream: st.upstream.clone(),
+            enabled: st.running.is_some(),
+            toxics: st
+                .toxics
+                .iter()
+                .flatten()
+                .map(|t| t.snapshot.clone())
+                .collect(),
+        }
+    }
+
+    /// Starts the proxy if it is stopped. Call with the lifecycle lock held.
+    fn start(&self, config: &EngineConfig) -> Result<(), Error> {
+        let mut st = lock(&self.state);
+        if st.running.is_some() {
+            return Ok(());
+        }
+        st.stats = Arc::default();
+        let (bound, running) = Running::start(
+            &self.name,
+            &st.listen,
+            &st.upstream,
+            self.chains.clone(),
+            st.stats.clone(),
+            config,
+        )
+        .map_err(Error::Listen)?;
+        st.listen = bound;
+        st.running = Some(running);
+        Ok(())
+    }
+
+    /// Stops the proxy, closing its listener and connections. Call with the lifecycle lock.
+    async fn stop(&self) {
+        let running = lock(&self.state).running.take();
+        if let Some(running) = running {
+            running.stop().await;
+            tracing::info!(name = %self.name, "Terminated proxy");
+        }
+    }
+
+    /// Publishes the chain of one direction to live connections. Never waits.
+    fn publish(&self, st: &ProxyState, dir: Direction) {
+        let chain: Vec<ChainEntry> = st.toxics[dir.index()]
+            .iter()
+            .map(|t| ChainEntry {
+                uid: t.uid,
+                kind: t.snapshot.kind.clone(),
+                toxicity: t.snapshot.toxicity,
+                attr_gen: t.attr_gen,
+                toxicity_gen: t.toxicity_gen,
+            })
+            .collect();
+        self.chains[dir.index()].send_replace(Arc::new(chain));
+    }
+
+    fn find_toxic(st: &ProxyState, name: &str) -> Option<(usize, usize)> {
+        st.toxics.iter().enumerate().find_map(|(d, list)| {
+            list.iter()
+                .position(|t| t.snapshot.name == name)
+                .map(|i| (d, i))
+        })
+    }
+
+    fn remove_all_toxics(&self) {
+        let mut st = lock(&self.state);
+        for dir in [Direction::Upstream, Direction::Downstream] {
+            if !st.toxics[dir.index()].is_empty() {
+                st.toxics[dir.index()].clear();
+                self.publish(&st, dir);
+            }
+        }
+    }
+}
+
 impl Registry {
+    /// An empty registry whose proxies use `config`.
+    pub fn new(config: EngineConfig) -> Registry {
+        Registry {
+            config,
+            proxies: Mutex::new(BTreeMap::new()),
+            next_uid: AtomicU64::new(1),
+        }
+    }
+
+    /// The engine settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    fn find(&self, name: &str) -> Result<Arc<Proxy>, Error> {
+        lock(&self.proxies)
+            .get(name)
+            .cloned()
+            .ok_or(Error::ProxyNotFound)
+    }
+
     /// Every proxy, sorted by name (byte order).
     pub fn list(&self) -> Vec<ProxySnapshot> {
-        todo!()
+        let proxies: Vec<Arc<Proxy>> = lock(&self.proxies).values().cloned().collect();
+        proxies.iter().map(|p| p.snapshot()).collect()
     }
+
     /// One proxy, or `ProxyNotFound`.
     pub fn get(&self, name: &str) -> Result<ProxySnapshot, Error> {
-        todo!()
+        Ok(self.find(name)?.snapshot())
     }
+
     /// POST /proxies: checks name, then upstream (`MissingField`), then `ProxyExists`, then
     /// binds if enabled (`Listen` error, proxy not added).
     pub async fn create(&self, input: ProxyInput) -> Result<ProxySnapshot, Error> {
-        todo!()
+        if input.name.is_empty() {
+            return Err(Error::MissingField("name"));
+        }
+        if input.upstream.is_empty() {
+            return Err(Error::MissingField("upstream"));
+        }
+        if lock(&self.proxies).contains_key(&input.name) {
+            return Err(Error::ProxyExists);
+        }
+        let proxy = Proxy::new(&input);
+        if input.enabled {
+            proxy.start(&self.config)?;
+        }
+        let raced = {
+            let mut map = lock(&self.proxies);
+            if map.contains_key(&input.name) {
+                true
+            } else {
+                map.insert(input.name.clone(), proxy.clone());
+                false
+            }
+        };
+        if raced {
+            proxy.stop().await;
+            return Err(Error::ProxyExists);
+        }
+        Ok(proxy.snapshot())
     }
+
     /// POST/PATCH /proxies/{proxy} with the reference's "differs" rule.
     pub async fn update(&self, name: &str, patch: ProxyPatch) -> Result<ProxySnapshot, Error> {
-        todo!()
+        let proxy = self.find(name)?;
+        let _guard = proxy.lifecycle.lock().await;
+        let (cur_listen, cur_upstream, cur_enabled) = {
+            let st = lock(&proxy.state);
+            (st.listen.clone(), st.upstream.clone(), st.running.is_some())
+        };
+        let listen = patch.listen.unwrap_or_else(|| cur_listen.clone());
+        let upstream = patch.upstream.unwrap_or_else(|| cur_upstream.clone());
+        let enabled = patch.enabled.unwrap_or(cur_enabled);
+        let resolved = addr::resolve(&listen).map_err(Error::Listen)?;
+        if resolved.display != cur_listen || upstream != cur_upstream {
+            proxy.stop().await;
+            let mut st = lock(&proxy.state);
+            st.listen = listen;
+            st.upstream = upstream;
+        }
+        let running = lock(&proxy.state).running.is_some();
+        if enabled && !running {
+            proxy.start(&self.config)?;
+        } else if !enabled && running {
+            proxy.stop().await;
+        }
+        Ok(proxy.snapshot())
     }
+
     /// DELETE /proxies/{proxy}: stops it (closing its connections) and removes it.
     pub async fn delete(&self, name: &str) -> Result<(), Error> {
-        todo!()
+        let proxy = lock(&self.proxies)
+            .remove(name)
+            .ok_or(Error::ProxyNotFound)?;
+        let _guard = proxy.lifecycle.lock().await;
+        proxy.stop().await;
+        Ok(())
     }
+
     /// POST /populate: validates every entry (`MissingFieldAt`, 1-based), then applies them
     /// in order, stopping at the first error. Returns the proxies processed (`None` when
     /// none were, which the API prints as `null`) and the error, if any.
@@ -115,27 +339,111 @@ impl Registry {
         &self,
         inputs: Vec<ProxyInput>,
     ) -> (Option<Vec<ProxySnapshot>>, Option<Error>) {
-        todo!()
+        for (i, input) in inputs.iter().enumerate() {
+            if input.name.is_empty() {
+                return (None, Some(Error::MissingFieldAt("name", i + 1)));
+            }
+            if input.upstream.is_empty() {
+                return (None, Some(Error::MissingFieldAt("upstream", i + 1)));
+            }
+        }
+        let mut done = Vec::with_capacity(inputs.len());
+        let wrap = |done: Vec<ProxySnapshot>| if done.is_empty() { None } else { Some(done) };
+        for input in inputs {
+            match self.populate_one(input).await {
+                Ok(snapshot) => done.push(snapshot),
+                Err(e) => return (wrap(done), Some(e)),
+            }
+        }
+        (wrap(done), None)
     }
+
+    async fn populate_one(&self, input: ProxyInput) -> Result<ProxySnapshot, Error> {
+        let existing = lock(&self.proxies).get(&input.name).cloned();
+        let Some(old) = existing else {
+            let proxy = Proxy::new(&input);
+            if input.enabled {
+                proxy.start(&self.config)?;
+            }
+            lock(&self.proxies).insert(input.name.clone(), proxy.clone());
+            return Ok(proxy.snapshot());
+        };
+        let _guard = old.lifecycle.lock().await;
+        let resolved = addr::resolve(&input.listen).map_err(Error::Listen)?;
+        {
+            let st = lock(&old.state);
+            if resolved.display == st.listen && input.upstream == st.upstream {
+                drop(st);
+                return Ok(old.snapshot());
+            }
+        }
+        old.stop().await;
+        let proxy = Proxy::new(&input);
+        if input.enabled {
+            proxy.start(&self.config)?;
+        }
+        let mut map = lock(&self.proxies);
+        if map.get(&input.name).is_some_and(|p| Arc::ptr_eq(p, &old)) {
+            map.insert(input.name.clone(), proxy.clone());
+        } else {
+            map.entry(input.name.clone())
+                .or_insert_with(|| proxy.clone());
+        }
+        drop(map);
+        Ok(proxy.snapshot())
+    }
+
     /// POST /reset: in name order, enables every proxy and removes all its toxics; carries
     /// on past a failing proxy and returns the first error.
     pub async fn reset(&self) -> Result<(), Error> {
-        todo!()
+        let proxies: Vec<Arc<Proxy>> = lock(&self.proxies).values().cloned().collect();
+        let mut first_error = None;
+        for proxy in proxies {
+            let _guard = proxy.lifecycle.lock().await;
+            if let Err(e) = proxy.start(&self.config) {
+                first_error.get_or_insert(e);
+            }
+            proxy.remove_all_toxics();
+        }
+        first_error.map_or(Ok(()), Err)
     }
+
     /// The proxy's toxics, upstream first.
     pub fn toxics(&self, proxy: &str) -> Result<Vec<ToxicSnapshot>, Error> {
-        todo!()
+        Ok(self.find(proxy)?.snapshot().toxics)
     }
+
     /// One toxic: `ProxyNotFound`, then `ToxicNotFound`.
     pub fn toxic(&self, proxy: &str, toxic: &str) -> Result<ToxicSnapshot, Error> {
-        todo!()
+        let proxy = self.find(proxy)?;
+        let st = lock(&proxy.state);
+        let (d, i) = Proxy::find_toxic(&st, toxic).ok_or(Error::ToxicNotFound)?;
+        Ok(st.toxics[d][i].snapshot.clone())
     }
+
     /// Appends a toxic to its direction's chain and applies it to live connections.
     /// Checks: `ProxyNotFound`, `ToxicExists` (across both streams), `kind.validate()`
     /// (`BadRequest`). The caller has filled in defaults (name, stream, toxicity).
     pub fn add_toxic(&self, proxy: &str, toxic: ToxicSnapshot) -> Result<ToxicSnapshot, Error> {
-        todo!()
+        let proxy = self.find(proxy)?;
+        let mut st = lock(&proxy.state);
+        if Proxy::find_toxic(&st, &toxic.name).is_some() {
+            return Err(Error::ToxicExists);
+        }
+        toxic.kind.validate().map_err(Error::BadRequest)?;
+        let dir = toxic.direction;
+        st.toxics[dir.index()].push(ToxicRecord {
+            snapshot: toxic.clone(),
+            uid: self.next_uid.fetch_add(1, Ordering::Relaxed),
+            attr_gen: 0,
+            toxicity_gen: 0,
+        });
+        proxy.publish(&st, dir);
+        tracing::info!(name = %proxy.name, toxic = %toxic.name, r#type = toxic.kind.type_name(),
+            stream = %toxic.stream, "Added toxic");
+        Ok(toxic)
     }
+
     /// Updates a toxic in place: `ProxyNotFound`, `ToxicNotFound`, then runs `edit` on a copy
     /// (it decodes the request into it and may fail), validates, and applies the result to
     /// live connections. Name, type and stream are kept whatever `edit` does.
@@ -145,10 +453,68 @@ impl Registry {
         toxic: &str,
         edit: impl FnOnce(&mut ToxicSnapshot) -> Result<(), Error>,
     ) -> Result<ToxicSnapshot, Error> {
-        todo!()
+        let proxy = self.find(proxy)?;
+        let mut st = lock(&proxy.state);
+        let (d, i) = Proxy::find_toxic(&st, toxic).ok_or(Error::ToxicNotFound)?;
+        let record = &st.toxics[d][i];
+        let mut edited = record.snapshot.clone();
+        edit(&mut edited)?;
+        edited.name = record.snapshot.name.clone();
+        edited.stream = record.snapshot.stream.clone();
+        edited.direction = record.snapshot.direction;
+        if edited.kind.type_name() != record.snapshot.kind.type_name() {
+            edited.kind = record.snapshot.kind.clone();
+        }
+        edited.kind.validate().map_err(Error::BadRequest)?;
+        let record = &mut st.toxics[d][i];
+        if edited.kind != record.snapshot.kind {
+            record.attr_gen += 1;
+        }
+        // Any toxicity in the request re-rolls, as the reference does on update; the API
+        // calls this only when the request carried a toxicity or attributes.
+        if edited.toxicity.to_bits() != record.snapshot.toxicity.to_bits() {
+            record.toxicity_gen += 1;
+        }
+        record.snapshot = edited.clone();
+        let dir = record.snapshot.direction;
+        proxy.publish(&st, dir);
+        tracing::info!(name = %proxy.name, toxic = %edited.name, "Updated toxic");
+        Ok(edited)
     }
+
     /// Removes a toxic from its chain and from every live connection.
     pub fn remove_toxic(&self, proxy: &str, toxic: &str) -> Result<(), Error> {
-        todo!()
+        let proxy = self.find(proxy)?;
+        let mut st = lock(&proxy.state);
+        let (d, i) = Proxy::find_toxic(&st, toxic).ok_or(Error::ToxicNotFound)?;
+        let record = st.toxics[d].remove(i);
+        proxy.publish(&st, record.snapshot.direction);
+        tracing::info!(name = %proxy.name, toxic = %toxic, "Removed toxic");
+        Ok(())
+    }
+
+    /// Stops every proxy (server shutdown). Connections close at once.
+    pub async fn stop_all(&self) {
+        let proxies: Vec<Arc<Proxy>> = lock(&self.proxies).values().cloned().collect();
+        for proxy in proxies {
+            proxy.stop().await;
+        }
+    }
+
+    /// Live counters of every enabled proxy instance: (name, listen, upstream, stats).
+    pub fn instance_stats(&self) -> Vec<(String, String, String, Arc<InstanceStats>)> {
+        let proxies: Vec<Arc<Proxy>> = lock(&self.proxies).values().cloned().collect();
+        proxies
+            .iter()
+            .map(|p| {
+                let st = lock(&p.state);
+                (
+                    p.name.clone(),
+                    st.listen.clone(),
+                    st.upstream.clone(),
+                    st.stats.clone(),
+                )
+            })
+            .collect()
     }
 }

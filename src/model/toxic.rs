@@ -51,13 +51,30 @@ impl fmt::Display for Direction {
 /// `average_size`/`size_variation`/`bytes` in bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToxicKind {
-    Latency { latency: i64, jitter: i64 },
-    Bandwidth { rate: i64 },
-    SlowClose { delay: i64 },
-    Timeout { timeout: i64 },
-    ResetPeer { timeout: i64 },
-    Slicer { average_size: i64, size_variation: i64, delay: i64 },
-    LimitData { bytes: i64 },
+    Latency {
+        latency: i64,
+        jitter: i64,
+    },
+    Bandwidth {
+        rate: i64,
+    },
+    SlowClose {
+        delay: i64,
+    },
+    Timeout {
+        timeout: i64,
+    },
+    ResetPeer {
+        timeout: i64,
+    },
+    Slicer {
+        average_size: i64,
+        size_variation: i64,
+        delay: i64,
+    },
+    LimitData {
+        bytes: i64,
+    },
     Noop,
 }
 
@@ -77,12 +94,19 @@ impl ToxicKind {
     /// The all-zero default for a registered type name (exact, case-sensitive match).
     pub fn default_for(type_name: &str) -> Option<ToxicKind> {
         Some(match type_name {
-            "latency" => ToxicKind::Latency { latency: 0, jitter: 0 },
+            "latency" => ToxicKind::Latency {
+                latency: 0,
+                jitter: 0,
+            },
             "bandwidth" => ToxicKind::Bandwidth { rate: 0 },
             "slow_close" => ToxicKind::SlowClose { delay: 0 },
             "timeout" => ToxicKind::Timeout { timeout: 0 },
             "reset_peer" => ToxicKind::ResetPeer { timeout: 0 },
-            "slicer" => ToxicKind::Slicer { average_size: 0, size_variation: 0, delay: 0 },
+            "slicer" => ToxicKind::Slicer {
+                average_size: 0,
+                size_variation: 0,
+                delay: 0,
+            },
             "limit_data" => ToxicKind::LimitData { bytes: 0 },
             "noop" => ToxicKind::Noop,
             _ => return None,
@@ -120,12 +144,18 @@ impl ToxicKind {
     /// Attribute names and values in the reference's JSON key order.
     pub fn attributes(&self) -> Vec<(&'static str, i64)> {
         match *self {
-            ToxicKind::Latency { latency, jitter } => vec![("latency", latency), ("jitter", jitter)],
+            ToxicKind::Latency { latency, jitter } => {
+                vec![("latency", latency), ("jitter", jitter)]
+            }
             ToxicKind::Bandwidth { rate } => vec![("rate", rate)],
             ToxicKind::SlowClose { delay } => vec![("delay", delay)],
             ToxicKind::Timeout { timeout } => vec![("timeout", timeout)],
             ToxicKind::ResetPeer { timeout } => vec![("timeout", timeout)],
-            ToxicKind::Slicer { average_size, size_variation, delay } => vec![
+            ToxicKind::Slicer {
+                average_size,
+                size_variation,
+                delay,
+            } => vec![
                 ("average_size", average_size),
                 ("size_variation", size_variation),
                 ("delay", delay),
@@ -148,7 +178,11 @@ impl ToxicKind {
             ToxicKind::Timeout { timeout } | ToxicKind::ResetPeer { timeout } => {
                 (name == "timeout").then_some(timeout)
             }
-            ToxicKind::Slicer { average_size, size_variation, delay } => match name {
+            ToxicKind::Slicer {
+                average_size,
+                size_variation,
+                delay,
+            } => match name {
                 "average_size" => Some(average_size),
                 "size_variation" => Some(size_variation),
                 "delay" => Some(delay),
@@ -163,21 +197,19 @@ impl ToxicKind {
     /// the attribute and its allowed range.
     pub fn validate(&self) -> Result<(), String> {
         match *self {
-            ToxicKind::Bandwidth { rate } if rate < 0 => Err(format!(
-                "invalid attribute rate={rate}: must be >= 0 (KB/s; 0 holds all data)"
-            )),
-            ToxicKind::Slicer { average_size, size_variation, .. } => {
-                if average_size <= 0 {
+            ToxicKind::Bandwidth { rate } if rate < 0 => {
+                Err("rate must be at least 0 (KB/s; 0 holds all data)".to_string())
+            }
+            ToxicKind::Slicer {
+                average_size,
+                size_variation,
+                ..
+            } => {
+                if average_size < 1 {
+                    Err("average_size must be at least 1".to_string())
+                } else if !(0..=average_size).contains(&size_variation) {
                     Err(format!(
-                        "invalid attribute average_size={average_size}: must be >= 1 (bytes)"
-                    ))
-                } else if size_variation < 0 {
-                    Err(format!(
-                        "invalid attribute size_variation={size_variation}: must be between 0 and average_size ({average_size})"
-                    ))
-                } else if size_variation > average_size {
-                    Err(format!(
-                        "invalid attribute size_variation={size_variation}: must be between 0 and average_size ({average_size})"
+                        "size_variation must be between 0 and average_size ({average_size})"
                     ))
                 } else {
                     Ok(())

@@ -26,6 +26,9 @@ mod slicer;
 mod slow_close;
 mod timeout;
 
+#[cfg(test)]
+mod test_util;
+
 /// Bytes read from a source socket in one read, stamped with the time they were read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
@@ -98,9 +101,16 @@ pub fn build(kind: &ToxicKind, rng: SmallRng, now: Instant) -> Box<dyn Toxic> {
         ToxicKind::SlowClose { delay } => Box::new(slow_close::SlowClose::new(delay)),
         ToxicKind::Timeout { timeout } => Box::new(timeout::Timeout::new(timeout, now)),
         ToxicKind::ResetPeer { timeout } => Box::new(reset_peer::ResetPeer::new(timeout)),
-        ToxicKind::Slicer { average_size, size_variation, delay } => Box::new(
-            slicer::Slicer::new(average_size, size_variation, delay, rng),
-        ),
+        ToxicKind::Slicer {
+            average_size,
+            size_variation,
+            delay,
+        } => Box::new(slicer::Slicer::new(
+            average_size,
+            size_variation,
+            delay,
+            rng,
+        )),
         ToxicKind::LimitData { bytes } => Box::new(limit_data::LimitData::new(bytes)),
         ToxicKind::Noop => Box::new(noop::Noop::default()),
     }

@@ -1,0 +1,187 @@
+//! Listen-address parsing, resolution and binding, with the reference's reporting rules:
+//! `localhost` binds 127.0.0.1, wildcards (`""`, `:P`, `0.0.0.0:P`, `[::]:P`) bind a
+//! dual-stack socket reported as `[::]:P`, and errors read like Go's `net` errors.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+
+/// A listen address after resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Resolved {
+    /// What Go's `TCPAddr.String()` gives for it (used by the "differs" rule).
+    pub display: String,
+    pub target: Target,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// All interfaces, dual-stack when the host has IPv6.
+    Wildcard(u16),
+    Addr(SocketAddr),
+}
+
+/// Splits `host:port` like Go's `net.SplitHostPort`.
+fn split_host_port(addr: &str) -> Result<(&str, &str), String> {
+    let missing = || format!("address {addr}: missing port in address");
+    if let Some(rest) = addr.strip_prefix('[') {
+        let end = rest
+            .find(']')
+            .ok_or_else(|| format!("address {addr}: missing ']' in address"))?;
+        let host = &rest[..end];
+        let after = &rest[end + 1..];
+        let port = after.strip_prefix(':').ok_or_else(missing)?;
+        if port.contains(':') {
+            return Err(format!("address {addr}: too many colons in address"));
+        }
+        return Ok((host, port));
+    }
+    let colon = addr.rfind(':').ok_or_else(missing)?;
+    let (host, port) = (&addr[..colon], &addr[colon + 1..]);
+    if host.contains(':') {
+        return Err(format!("address {addr}: too many colons in address"));
+    }
+    Ok((host, port))
+}
+
+/// Resolves a listen string. Errors have no `listen tcp:` prefix (the update and populate
+/// paths report them like that; `bind` adds the prefix for the create path).
+pub(crate) fn resolve(listen: &str) -> Result<Resolved, String> {
+    if listen.is_empty() {
+        return Ok(Resolved {
+            display: ":0".into(),
+            target: Target::Wildcard(0),
+        });
+    }
+    let (host, port_str) = split_host_port(listen)?;
+    let port: u16 = if port_str.is_empty() {
+        0
+    } else {
+        port_str
+            .parse()
+            .map_err(|_| format!("address {listen}: invalid port"))?
+    };
+    if host.is_empty() {
+        return Ok(Resolved {
+            display: format!(":{port}"),
+            target: Target::Wildcard(port),
+        });
+    }
+    let ip = match host.parse::<IpAddr>() {
+        Ok(ip) => ip,
+        Err(_) => {
+            let addrs: Vec<SocketAddr> = (host, port)
+                .to_socket_addrs()
+                .map_err(|_| format!("lookup {host}: no such host"))?
+                .collect();
+            // Like Go, prefer the first IPv4 address.
+            let pick = addrs.iter().find(|a| a.is_ipv4()).or(addrs.first());
+            pick.ok_or_else(|| format!("lookup {host}: no such host"))?
+                .ip()
+        }
+    };
+    let sa = SocketAddr::new(ip, port);
+    let target = if ip.is_unspecified() {
+        Target::Wildcard(port)
+    } else {
+        Target::Addr(sa)
+    };
+    Ok(Resolved {
+        display: sa.to_string(),
+        target,
+    })
+}
+
+/// Go's text for an OS error: the strerror text with a lower-case first letter.
+pub(crate) fn os_error_text(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    };
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().collect::<String>() + chars.as_str(),
+        None => s,
+    }
+}
+
+/// Binds a listener for `listen`, with error texts as the reference reports them on the
+/// create/start path.
+pub(crate) fn bind(listen: &str) -> Result<std::net::TcpListener, String> {
+    let resolved = resolve(listen).map_err(|e| format!("listen tcp: {e}"))?;
+    let attempt = |addr: SocketAddr, dual: bool| -> std::io::Result<std::net::TcpListener> {
+        let domain = socket2::Domain::for_address(addr);
+        let sock =
+            socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+        if dual {
+            sock.set_only_v6(false)?;
+        }
+        sock.set_reuse_address(true)?;
+        sock.set_nonblocking(true)?;
+        sock.bind(&addr.into())?;
+        sock.listen(1024)?;
+        Ok(sock.into())
+    };
+    let result = match resolved.target {
+        Target::Wildcard(port) => attempt(
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+            true,
+        )
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                Err(e)
+            } else {
+                attempt(
+                    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+                    false,
+                )
+            }
+        }),
+        Target::Addr(addr) => attempt(addr, false),
+    };
+    result.map_err(|e| {
+        format!(
+            "listen tcp {}: bind: {}",
+            resolved.display,
+            os_error_text(&e)
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_forms() {
+        assert_eq!(resolve("").unwrap().display, ":0");
+        assert_eq!(resolve(":8080").unwrap().target, Target::Wildcard(8080));
+        assert_eq!(resolve("0.0.0.0:80").unwrap().display, "0.0.0.0:80");
+        assert_eq!(resolve("0.0.0.0:80").unwrap().target, Target::Wildcard(80));
+        assert_eq!(resolve("[::]:80").unwrap().display, "[::]:80");
+        assert_eq!(resolve("localhost:5").unwrap().display, "127.0.0.1:5");
+        assert_eq!(resolve("[::1]:0").unwrap().display, "[::1]:0");
+        assert_eq!(
+            resolve("local373").unwrap_err(),
+            "address local373: missing port in address"
+        );
+        assert_eq!(
+            resolve("a:b:c").unwrap_err(),
+            "address a:b:c: too many colons in address"
+        );
+        assert!(resolve("127.0.0.1:99999").is_err());
+    }
+
+    #[test]
+    fn bind_errors_read_like_go() {
+        assert_eq!(
+            bind("local373").unwrap_err(),
+            "listen tcp: address local373: missing port in address"
+        );
+        let l = bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert_eq!(
+            bind(&format!("127.0.0.1:{port}")).unwrap_err(),
+            format!("listen tcp 127.0.0.1:{port}: bind: address already in use")
+        );
+    }
+}

@@ -1,0 +1,523 @@
+//! One direction of one proxied connection: read the source socket, run the toxic chain,
+//! write the destination socket.
+//!
+//! A link has two modes, and switches between them without losing or reordering bytes:
+//!
+//! * **Fast path** (no toxics): read into a pooled buffer and write it straight out. An idle
+//!   link holds no buffer at all, and steady streaming reuses one buffer, so the path
+//!   allocates nothing per chunk.
+//! * **Toxic path**: every read becomes a time-stamped [`Chunk`] that moves through one
+//!   [`Stage`] per toxic. All stages of a link live in this one task, so a chain edit
+//!   (add, update, remove) is applied in place between two steps: a removed stage hands
+//!   back what it holds and those items continue downstream in order.
+//!
+//! Chain edits arrive through a `watch` channel, so the API never waits on a link: a link
+//! that is blocked writing to a peer that stopped reading picks the edit up later.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::BytesMut;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::chain::{mix, roll, Chain, ChainEntry};
+use crate::model::ToxicKind;
+use crate::toxics::{self, Chunk, CloseKind, Item, Poll, Toxic};
+
+/// The largest single read, as in the reference (each read becomes one chunk).
+pub(crate) const CHUNK_SIZE: usize = 32 * 1024;
+
+/// How a link ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LinkEnd {
+    /// The source sent FIN; writing toward the destination was shut down (half-close).
+    Eof,
+    /// The whole connection must close (a toxic, or an I/O error).
+    Teardown(CloseKind),
+    /// The connection was cancelled (proxy stopped, or the other link tore it down).
+    Cancelled,
+}
+
+/// Byte counters of one direction, updated live.
+#[derive(Debug, Default)]
+pub struct DirectionCounters {
+    /// Bytes read from the source socket.
+    pub received: AtomicU64,
+    /// Bytes written to the destination socket.
+    pub sent: AtomicU64,
+}
+
+pub(crate) struct Link<'a> {
+    pub src: &'a TcpStream,
+    pub dst: &'a TcpStream,
+    pub chain: watch::Receiver<Chain>,
+    /// Whether `chain` can still change (its sender lives).
+    pub watching: bool,
+    /// The connection's token: cancelled to tear both links down.
+    pub cancel: &'a CancellationToken,
+    /// Seed of this (connection, direction); toxicity rolls and toxic RNGs derive from it.
+    pub seed: u64,
+    pub counters: &'a DirectionCounters,
+}
+
+impl<'a> Link<'a> {
+    pub(crate) async fn run(mut self) -> LinkEnd {
+        loop {
+            let has_toxics = !self.chain.borrow_and_update().is_empty();
+            let end = if has_toxics {
+                self.toxic_path().await
+            } else {
+                self.fast_path().await
+            };
+            if let Some(end) = end {
+                if let LinkEnd::Teardown(_) = end {
+                    self.cancel.cancel();
+                }
+                return end;
+            }
+        }
+    }
+
+    /// Copies bytes until the chain becomes non-empty (`None`) or the link ends.
+    async fn fast_path(&mut self) -> Option<LinkEnd> {
+        let mut buf = pool::Buf::none();
+        loop {
+            // Drain whatever is readable now before waiting; release the buffer when idle.
+            match self.src.try_read(buf.get()) {
+                Ok(0) => {
+                    shutdown_write(self.dst);
+                    return Some(LinkEnd::Eof);
+                }
+                Ok(n) => {
+                    self.counters
+                        .received
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    match write_all(self.dst, &buf.get()[..n], self.cancel).await {
+                        Ok(true) => {
+                            self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                        Ok(false) => return Some(LinkEnd::Cancelled),
+                        Err(_) => return Some(LinkEnd::Teardown(CloseKind::Fin)),
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf.release(),
+                Err(_) => return Some(LinkEnd::Teardown(CloseKind::Fin)),
+            }
+            let chain = &mut self.chain;
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Some(LinkEnd::Cancelled),
+                changed = chain.changed(), if self.watching => {
+                    match changed {
+                        Ok(()) if !chain.borrow().is_empty() => return None,
+                        Ok(()) => {}
+                        Err(_) => self.watching = false,
+                    }
+                }
+                ready = self.src.readable() => {
+                    if ready.is_err() {
+                        return Some(LinkEnd::Teardown(CloseKind::Fin));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the toxic chain until it is empty and flushed (`None`) or the link ends.
+    async fn toxic_path(&mut self) -> Option<LinkEnd> {
+        let now = Instant::now();
+        let chain = self.chain.borrow_and_update().clone();
+        let mut pipe = Pipeline {
+            stages: chain
+                .iter()
+                .map(|e| Stage::new(e, self.seed, now))
+                .collect(),
+            out: VecDeque::new(),
+            out_pos: 0,
+        };
+        let mut read_buf = BytesMut::new();
+        let mut src_eof = false;
+        loop {
+            let now = Instant::now();
+            let deadline = match pipe.pump(now) {
+                Ok(d) => d,
+                Err(kind) => return Some(LinkEnd::Teardown(kind)),
+            };
+            // Write what is ready without waiting.
+            let mut wrote = false;
+            while let Some(front) = pipe.out.front() {
+                let data = match front {
+                    Item::Eof => {
+                        shutdown_write(self.dst);
+                        return Some(LinkEnd::Eof);
+                    }
+                    Item::Data(c) => &c.data[pipe.out_pos..],
+                };
+                match self.dst.try_write(data) {
+                    Ok(n) => {
+                        wrote = true;
+                        self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                        pipe.out_pos += n;
+                        if n == data.len() {
+                            pipe.out.pop_front();
+                            pipe.out_pos = 0;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => return Some(LinkEnd::Teardown(CloseKind::Fin)),
+                }
+            }
+            if wrote {
+                continue;
+            }
+            if pipe.stages.is_empty() && pipe.out.is_empty() {
+                return None;
+            }
+            let can_read = !src_eof && pipe.first_can_accept();
+            let want_write = !pipe.out.is_empty();
+            let sleep_at = deadline.unwrap_or_else(|| toxics::far_future(now));
+            let chain = &mut self.chain;
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Some(LinkEnd::Cancelled),
+                changed = chain.changed(), if self.watching => {
+                    match changed {
+                        Ok(()) => {
+                            let entries = chain.borrow_and_update().clone();
+                            if let Err(kind) = pipe.apply(&entries, self.seed, Instant::now()) {
+                                return Some(LinkEnd::Teardown(kind));
+                            }
+                        }
+                        Err(_) => self.watching = false,
+                    }
+                }
+                ready = self.dst.writable(), if want_write => {
+                    if ready.is_err() {
+                        return Some(LinkEnd::Teardown(CloseKind::Fin));
+                    }
+                }
+                ready = self.src.readable(), if can_read => {
+                    if ready.is_err() {
+                        return Some(LinkEnd::Teardown(CloseKind::Fin));
+                    }
+                    read_buf.reserve(CHUNK_SIZE);
+                    match self.src.try_read_buf(&mut read_buf) {
+                        Ok(0) => {
+                            src_eof = true;
+                            pipe.push_first(Item::Eof, Instant::now());
+                        }
+                        Ok(n) => {
+                            self.counters.received.fetch_add(n as u64, Ordering::Relaxed);
+                            let data = read_buf.split().freeze();
+                            pipe.push_first(Item::Data(Chunk { data, ts: Instant::now() }), Instant::now());
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => return Some(LinkEnd::Teardown(CloseKind::Fin)),
+                    }
+                }
+                _ = tokio::time::sleep_until(sleep_at), if deadline.is_some() => {}
+            }
+        }
+    }
+}
+
+/// Writes all of `data`, waiting for writability; `Ok(false)` if cancelled first.
+async fn write_all(
+    dst: &TcpStream,
+    mut data: &[u8],
+    cancel: &CancellationToken,
+) -> io::Result<bool> {
+    while !data.is_empty() {
+        match dst.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return Ok(false),
+                    ready = dst.writable() => ready?,
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Propagates a FIN: shut down writing toward `dst`, keep reading from it.
+fn shutdown_write(dst: &TcpStream) {
+    let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
+}
+
+/// The stages of a link plus the items that have passed them all.
+struct Pipeline {
+    stages: Vec<Stage>,
+    /// Items out of the last stage, waiting to be written.
+    out: VecDeque<Item>,
+    /// Bytes of `out.front()` already written.
+    out_pos: usize,
+}
+
+impl Pipeline {
+    fn first_can_accept(&self) -> bool {
+        self.stages.first().is_some_and(Stage::can_accept)
+    }
+
+    fn push_first(&mut self, item: Item, now: Instant) {
+        match self.stages.first_mut() {
+            Some(stage) => stage.push(item, now),
+            None => self.out.push_back(item),
+        }
+    }
+
+    /// Moves items down the chain as far as they can go now. Returns the earliest instant
+    /// a stage wants to be polled again, or the close a toxic asked for.
+    fn pump(&mut self, now: Instant) -> Result<Option<Instant>, CloseKind> {
+        loop {
+            let mut progressed = false;
+            let mut deadline: Option<Instant> = None;
+            for i in (0..self.stages.len()).rev() {
+                loop {
+                    let room = match self.stages.get(i + 1) {
+                        Some(next) => next.can_accept(),
+                        None => self.out.is_empty(),
+                    };
+                    if !room {
+                        break;
+                    }
+                    match self.stages[i].poll(now) {
+                        Poll::Ready(item) => {
+                            progressed = true;
+                            match self.stages.get_mut(i + 1) {
+                                Some(next) => next.push(item, now),
+                                None => self.out.push_back(item),
+                            }
+                        }
+                        Poll::Wait(t) => {
+                            // A deadline already due is retried a millisecond later at most.
+                            let t = if t <= now {
+                                now + std::time::Duration::from_millis(1)
+                            } else {
+                                t
+                            };
+                            deadline = Some(deadline.map_or(t, |d| d.min(t)));
+                            break;
+                        }
+                        Poll::Idle => break,
+                        Poll::Close(kind) => return Err(kind),
+                    }
+                }
+            }
+            if !progressed {
+                return Ok(deadline);
+            }
+        }
+    }
+
+    /// Edits the stages to match `chain`: keeps and updates surviving toxics, drains
+    /// removed ones into the next surviving stage (or the output), and appends new ones.
+    fn apply(&mut self, chain: &[ChainEntry], seed: u64, now: Instant) -> Result<(), CloseKind> {
+        let old = std::mem::take(&mut self.stages);
+        let mut kept: Vec<Stage> = Vec::with_capacity(chain.len());
+        let mut carry: VecDeque<Item> = VecDeque::new();
+        let mut teardown = false;
+        // Walk from the last stage back: a removed stage's items are later in the stream
+        // than anything downstream of it, so they queue behind what the next survivor holds.
+        for mut stage in old.into_iter().rev() {
+            match chain.iter().find(|e| e.uid == stage.uid) {
+                Some(entry) => {
+                    Self::deliver(&mut carry, kept.last_mut(), &mut self.out);
+                    stage.refresh(entry, seed, now);
+                    kept.push(stage);
+                }
+                None => {
+                    teardown |= toxics::closes_on_remove(&stage.kind);
+                    carry.extend(stage.drain());
+                }
+            }
+        }
+        Self::deliver(&mut carry, kept.last_mut(), &mut self.out);
+        kept.reverse();
+        let mut stages = Vec::with_capacity(chain.len());
+        let mut kept = kept.into_iter().peekable();
+        for entry in chain {
+            match kept.next_if(|s| s.uid == entry.uid) {
+                Some(stage) => stages.push(stage),
+                None => stages.push(Stage::new(entry, seed, now)),
+            }
+        }
+        self.stages = stages;
+        if teardown {
+            Err(CloseKind::Fin)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn deliver(carry: &mut VecDeque<Item>, target: Option<&mut Stage>, out: &mut VecDeque<Item>) {
+        if carry.is_empty() {
+            return;
+        }
+        match target {
+            Some(stage) => stage.inbox.append(carry),
+            None => out.append(carry),
+        }
+    }
+}
+
+/// One toxic on one link, with its toxicity roll.
+struct Stage {
+    uid: u64,
+    attr_gen: u64,
+    toxicity_gen: u64,
+    kind: ToxicKind,
+    /// The roll: when false the stage passes items through untouched.
+    active: bool,
+    toxic: Box<dyn Toxic>,
+    /// Items handed over by a removed stage upstream, waiting to enter this one.
+    inbox: VecDeque<Item>,
+    /// Items that leave before anything the toxic holds (left over from a deactivation,
+    /// or passing through while inactive).
+    bypass: VecDeque<Item>,
+}
+
+impl Stage {
+    fn new(entry: &ChainEntry, seed: u64, now: Instant) -> Stage {
+        let rng = SmallRng::seed_from_u64(mix(seed, entry.uid));
+        Stage {
+            uid: entry.uid,
+            attr_gen: entry.attr_gen,
+            toxicity_gen: entry.toxicity_gen,
+            kind: entry.kind.clone(),
+            active: roll(seed, entry.uid, entry.toxicity_gen, entry.toxicity),
+            toxic: toxics::build(&entry.kind, rng, now),
+            inbox: VecDeque::new(),
+            bypass: VecDeque::new(),
+        }
+    }
+
+    fn can_accept(&self) -> bool {
+        self.inbox.is_empty()
+            && if self.active {
+                self.toxic.can_accept()
+            } else {
+                self.bypass.is_empty()
+            }
+    }
+
+    fn push(&mut self, item: Item, now: Instant) {
+        if self.active {
+            self.toxic.push(item, now);
+        } else {
+            self.bypass.push_back(item);
+        }
+    }
+
+    /// Moves inbox items into the toxic as far as it accepts them.
+    fn feed(&mut self, now: Instant) {
+        while !self.inbox.is_empty() {
+            if self.active {
+                if !self.toxic.can_accept() {
+                    break;
+                }
+                let item = self.inbox.pop_front().expect("inbox is not empty");
+                self.toxic.push(item, now);
+            } else {
+                self.bypass.append(&mut self.inbox);
+            }
+        }
+    }
+
+    fn poll(&mut self, now: Instant) -> Poll {
+        if let Some(item) = self.bypass.pop_front() {
+            return Poll::Ready(item);
+        }
+        self.feed(now);
+        if let Some(item) = self.bypass.pop_front() {
+            return Poll::Ready(item);
+        }
+        if self.active {
+            let p = self.toxic.poll(now);
+            self.feed(now);
+            p
+        } else {
+            Poll::Idle
+        }
+    }
+
+    fn drain(&mut self) -> VecDeque<Item> {
+        let mut items = std::mem::take(&mut self.bypass);
+        items.append(&mut self.toxic.drain());
+        items.append(&mut self.inbox);
+        items
+    }
+
+    fn refresh(&mut self, entry: &ChainEntry, seed: u64, now: Instant) {
+        if entry.attr_gen != self.attr_gen {
+            self.toxic.update(&entry.kind, now);
+            self.kind = entry.kind.clone();
+            self.attr_gen = entry.attr_gen;
+        }
+        if entry.toxicity_gen != self.toxicity_gen {
+            let active = roll(seed, entry.uid, entry.toxicity_gen, entry.toxicity);
+            if self.active && !active {
+                let mut held = self.toxic.drain();
+                self.bypass.append(&mut held);
+            }
+            self.active = active;
+            self.toxicity_gen = entry.toxicity_gen;
+        }
+    }
+}
+
+/// A per-thread pool of read buffers for the fast path, so steady streaming allocates
+/// nothing and idle connections hold no buffer.
+mod pool {
+    use std::cell::RefCell;
+
+    use super::CHUNK_SIZE;
+
+    const MAX_POOLED: usize = 64;
+
+    thread_local! {
+        static POOL: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) struct Buf(Option<Box<[u8]>>);
+
+    impl Buf {
+        pub(super) fn none() -> Buf {
+            Buf(None)
+        }
+
+        pub(super) fn get(&mut self) -> &mut [u8] {
+            self.0.get_or_insert_with(|| {
+                POOL.with(|p| p.borrow_mut().pop())
+                    .unwrap_or_else(|| vec![0u8; CHUNK_SIZE].into_boxed_slice())
+            })
+        }
+
+        pub(super) fn release(&mut self) {
+            if let Some(b) = self.0.take() {
+                POOL.with(|p| {
+                    let mut p = p.borrow_mut();
+                    if p.len() < MAX_POOLED {
+                        p.push(b);
+                    }
+                });
+            }
+        }
+    }
+
+    impl Drop for Buf {
+        fn drop(&mut self) {
+            self.release();
+        }
+    }
+}

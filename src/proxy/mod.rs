@@ -1,0 +1,152 @@
+//! The proxy engine: one listener per enabled proxy, one task per client connection, two
+//! links per connection.
+//!
+//! ```text
+//! client ──▶ accept loop ──spawn──▶ connection ──dial──▶ upstream
+//!   link "upstream":   client.read   ─▶ stages… ─▶ upstream.write
+//!   link "downstream": upstream.read ─▶ stages… ─▶ client.write
+//! ```
+//!
+//! Cancellation is a token tree: proxy instance → connection. Stopping a proxy cancels
+//! the instance token (every connection closes at once) and waits for the accept loop to
+//! drop its listener, so the port is free when `stop` returns.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) mod addr;
+pub(crate) mod chain;
+mod connection;
+pub(crate) mod link;
+
+pub use chain::{Chain, ChainEntry};
+pub use link::DirectionCounters;
+
+/// Settings shared by every proxy of a server.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The server seed: toxicity rolls, jitter and slicer cuts derive from it.
+    pub seed: u64,
+    /// How long a connection waits for its upstream dial.
+    pub dial_timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            seed: rand::random(),
+            dial_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Live counters of one started proxy instance (one listen/upstream pair).
+#[derive(Debug, Default)]
+pub struct InstanceStats {
+    /// Indexed by `Direction::index()`.
+    pub directions: [DirectionCounters; 2],
+    /// Connections currently open (upstream dialled).
+    pub active: AtomicI64,
+}
+
+/// What a running proxy's connections share. Immutable for the instance's life: a
+/// changed listen or upstream means a new instance.
+pub(crate) struct Instance {
+    pub name: String,
+    pub upstream: String,
+    pub seed: u64,
+    pub dial_timeout: Duration,
+    /// The toxic chains, per direction (shared with the proxy, so edits reach connections).
+    pub chains: Arc<[watch::Sender<Chain>; 2]>,
+    pub stats: Arc<InstanceStats>,
+    next_seq: AtomicU64,
+}
+
+/// A started proxy: its cancellation token and its accept loop.
+pub(crate) struct Running {
+    cancel: CancellationToken,
+    accept: JoinHandle<()>,
+}
+
+impl Running {
+    /// Binds `listen` and starts accepting. Returns the bound address as the reference
+    /// reports it, and the handle. Errors are the reference's `listen tcp …` texts.
+    pub(crate) fn start(
+        name: &str,
+        listen: &str,
+        upstream: &str,
+        chains: Arc<[watch::Sender<Chain>; 2]>,
+        stats: Arc<InstanceStats>,
+        config: &EngineConfig,
+    ) -> Result<(String, Running), String> {
+        let std_listener = addr::bind(listen)?;
+        let bound = std_listener
+            .local_addr()
+            .map_err(|e| format!("listen tcp {listen}: {}", addr::os_error_text(&e)))?
+            .to_string();
+        let listener = tokio::net::TcpListener::from_std(std_listener)
+            .map_err(|e| format!("listen tcp {listen}: {}", addr::os_error_text(&e)))?;
+        let inst = Arc::new(Instance {
+            name: name.to_string(),
+            upstream: upstream.to_string(),
+            seed: config.seed,
+            dial_timeout: config.dial_timeout,
+            chains,
+            stats,
+            next_seq: AtomicU64::new(0),
+        });
+        let cancel = CancellationToken::new();
+        let accept = tokio::spawn(accept_loop(listener, inst, cancel.clone()));
+        tracing::info!(name, listen = %bound, upstream, "Started proxy");
+        Ok((bound, Running { cancel, accept }))
+    }
+
+    /// Closes the listener and every connection. The port is released when this returns.
+    pub(crate) async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.accept.await;
+    }
+}
+
+/// Accepts clients until cancelled. Accept errors (such as too many open files) back off
+/// and retry; the loop never dies while the proxy reports itself enabled.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    inst: Arc<Instance>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((sock, _)) => {
+                backoff = Duration::from_millis(5);
+                let seq = inst.next_seq.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(connection::serve(
+                    sock,
+                    inst.clone(),
+                    seq,
+                    cancel.child_token(),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(name = %inst.name, error = %e, "Error while accepting client");
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}

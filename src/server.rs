@@ -1,0 +1,192 @@
+//! The composition root: build the registry, apply `-config` before the API listens,
+//! serve the API, and shut everything down on request.
+//!
+//! [`Server::start`] is what the binary, the tests and embedding applications call:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), toxi::server::StartError> {
+//! let server = toxi::server::Server::start(toxi::server::Config::for_tests()).await?;
+//! println!("API at {}", server.url());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::proxy::EngineConfig;
+use crate::registry::Registry;
+
+/// Server settings (the command-line flags).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// API host (`-host`), default `localhost`.
+    pub host: String,
+    /// API port (`-port`), default `8474`; `0` picks a free port.
+    pub port: String,
+    /// JSON file of proxies to populate before the API listens (`-config`).
+    pub config_file: Option<PathBuf>,
+    /// Seed for toxicity rolls, jitter and slicer cuts (`-seed`); random when `None`.
+    pub seed: Option<i64>,
+    /// Serve `toxiproxy_proxy_*` metrics on `/metrics` (`-proxy-metrics`).
+    pub proxy_metrics: bool,
+    /// Serve process metrics on `/metrics` (`-runtime-metrics`).
+    pub runtime_metrics: bool,
+    /// Upstream dial timeout per connection (`-dial-timeout`).
+    pub dial_timeout: Duration,
+    /// When set, API routes other than `/version` need `Authorization: Bearer <token>`.
+    pub api_token: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "localhost".into(),
+            port: "8474".into(),
+            config_file: None,
+            seed: None,
+            proxy_metrics: false,
+            runtime_metrics: false,
+            dial_timeout: Duration::from_secs(10),
+            api_token: None,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, but the API on `127.0.0.1` with a port the OS picks.
+    pub fn for_tests() -> Config {
+        Config {
+            host: "127.0.0.1".into(),
+            port: "0".into(),
+            ..Config::default()
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The API address could not be bound (text as Go reports it).
+    #[error("{0}")]
+    ApiBind(String),
+}
+
+/// A running server.
+pub struct Server {
+    api_addr: SocketAddr,
+    registry: Arc<Registry>,
+    /// Cancelled to stop the API.
+    shutdown: CancellationToken,
+    api_task: JoinHandle<()>,
+}
+
+/// Joins host and port like Go's `net.JoinHostPort`.
+fn join_host_port(host: &str, port: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+impl Server {
+    /// Builds the registry, populates it from `config.config_file` (errors are logged, not
+    /// fatal, as in the reference), binds the API and starts serving it.
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        let seed = config.seed.map(|s| s as u64).unwrap_or_else(rand::random);
+        let registry = Arc::new(Registry::new(EngineConfig {
+            seed,
+            dial_timeout: config.dial_timeout,
+        }));
+        tracing::info!(version = crate::VERSION, "Starting Toxiproxy");
+        if let Some(path) = &config.config_file {
+            populate_from_file(&registry, path).await;
+        }
+        let address = join_host_port(&config.host, &config.port);
+        let std_listener = crate::proxy::addr::bind(&address).map_err(StartError::ApiBind)?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)
+            .map_err(|e| StartError::ApiBind(e.to_string()))?;
+        let api_addr = listener
+            .local_addr()
+            .map_err(|e| StartError::ApiBind(e.to_string()))?;
+        tracing::info!(address = %address, "Starting Toxiproxy HTTP server");
+        let shutdown = CancellationToken::new();
+        let metrics =
+            crate::metrics::renderer(&registry, config.proxy_metrics, config.runtime_metrics);
+        let state = crate::api::ApiState {
+            registry: registry.clone(),
+            metrics,
+            api_token: config.api_token.clone(),
+        };
+        let api_task = tokio::spawn(crate::api::serve(listener, state, shutdown.clone()));
+        Ok(Server {
+            api_addr,
+            registry,
+            shutdown,
+            api_task,
+        })
+    }
+
+    /// The address the API is bound to.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// The API base URL, e.g. `http://127.0.0.1:8474`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    /// The proxy registry, for in-process control without HTTP.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Stops the API and every proxy; live connections close at once. Returns within the
+    /// grace period even if an API client hangs.
+    pub async fn shutdown(self) {
+        tracing::info!("Shutdown started");
+        self.shutdown.cancel();
+        self.registry.stop_all().await;
+        let mut task = self.api_task;
+        if tokio::time::timeout(Duration::from_secs(5), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+async fn populate_from_file(registry: &Registry, path: &std::path::Path) {
+    let shown = path.display().to_string();
+    let bytes = match tokio::fs::read(path).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(config = %shown, error = %e, "Error reading config file");
+            return;
+        }
+    };
+    let inputs = match crate::model::json::decode_populate(&bytes) {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            tracing::error!(config = %shown, error = %e, "Failed to populate proxies from file");
+            return;
+        }
+    };
+    match registry.populate(inputs).await {
+        (done, None) => {
+            tracing::info!(
+                proxies = done.map_or(0, |d| d.len()),
+                "Populated proxies from file"
+            )
+        }
+        (_, Some(e)) => tracing::error!(error = %e, "Failed to populate proxies from file"),
+    }
+}

@@ -1,0 +1,206 @@
+//! The data path without toxics: bytes, half-close, lifecycle closes, dial failures.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use toxi::registry::ProxyPatch;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn small_message_round_trip() {
+    let server = server().await;
+    let p = proxy(&server, "echo", echo_upstream().await).await;
+    let mut c = connect(&p).await;
+    c.write_all(b"hello toxi").await.unwrap();
+    assert_eq!(read_n(&mut c, 10).await, b"hello toxi");
+}
+
+#[tokio::test]
+async fn multi_mib_transfer_is_byte_exact() {
+    use sha2::{Digest, Sha256};
+    let server = server().await;
+    let p = proxy(&server, "bulk", echo_upstream().await).await;
+    let data = pattern(8 * 1024 * 1024 + 123, 7);
+    let expected = Sha256::digest(&data);
+    let c = connect(&p).await;
+    let (mut r, mut w) = c.into_split();
+    let writer = tokio::spawn(async move {
+        w.write_all(&data).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let mut got = Vec::new();
+    within("echo of 8 MiB", r.read_to_end(&mut got))
+        .await
+        .unwrap();
+    writer.await.unwrap();
+    assert_eq!(got.len(), 8 * 1024 * 1024 + 123);
+    assert_eq!(Sha256::digest(&got), expected);
+}
+
+/// DECISIONS §2.1: the client's FIN is propagated as a half-close, and a reply the
+/// upstream sends afterwards still arrives.
+#[tokio::test]
+async fn half_close_keeps_the_reply_direction_open() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        sock.read_to_end(&mut request).await.unwrap(); // until the client's FIN
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        sock.write_all(b"reply after FIN: ").await.unwrap();
+        sock.write_all(&request).await.unwrap();
+        sock.shutdown().await.unwrap();
+    });
+    let server = server().await;
+    let p = proxy(&server, "half", upstream).await;
+    let mut c = connect(&p).await;
+    c.write_all(b"question").await.unwrap();
+    c.shutdown().await.unwrap();
+    let (reply, clean) = read_to_end(&mut c).await;
+    assert!(clean);
+    assert_eq!(reply, b"reply after FIN: question");
+}
+
+#[tokio::test]
+async fn disable_closes_live_connections_and_refuses_new_ones() {
+    let server = server().await;
+    let p = proxy(&server, "dis", echo_upstream().await).await;
+    let mut c = connect(&p).await;
+    c.write_all(b"x").await.unwrap();
+    read_n(&mut c, 1).await;
+    let patch = ProxyPatch {
+        enabled: Some(false),
+        ..Default::default()
+    };
+    let updated = server.registry().update("dis", patch).await.unwrap();
+    assert!(!updated.enabled);
+    expect_closed(&mut c).await;
+    assert!(
+        TcpStream::connect(p.listen.as_str()).await.is_err(),
+        "listener closed"
+    );
+    // Re-enabling binds the same address again.
+    let patch = ProxyPatch {
+        enabled: Some(true),
+        ..Default::default()
+    };
+    let again = server.registry().update("dis", patch).await.unwrap();
+    assert_eq!(again.listen, p.listen);
+    let mut c = connect(&again).await;
+    c.write_all(b"y").await.unwrap();
+    assert_eq!(read_n(&mut c, 1).await, b"y");
+}
+
+#[tokio::test]
+async fn delete_closes_live_connections_and_frees_the_port() {
+    let server = server().await;
+    let p = proxy(&server, "del", echo_upstream().await).await;
+    let mut c = connect(&p).await;
+    c.write_all(b"x").await.unwrap();
+    read_n(&mut c, 1).await;
+    server.registry().delete("del").await.unwrap();
+    expect_closed(&mut c).await;
+    assert!(TcpStream::connect(p.listen.as_str()).await.is_err());
+    // The port is free again at once.
+    let again = server
+        .registry()
+        .create(toxi::registry::ProxyInput {
+            name: "del".into(),
+            listen: p.listen.clone(),
+            upstream: p.upstream.clone(),
+            enabled: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.listen, p.listen);
+}
+
+#[tokio::test]
+async fn changing_upstream_closes_live_connections() {
+    let server = server().await;
+    let p = proxy(&server, "chg", echo_upstream().await).await;
+    let mut c = connect(&p).await;
+    c.write_all(b"x").await.unwrap();
+    read_n(&mut c, 1).await;
+    let other = echo_upstream().await;
+    let patch = ProxyPatch {
+        upstream: Some(other.to_string()),
+        ..Default::default()
+    };
+    let updated = server.registry().update("chg", patch).await.unwrap();
+    assert!(updated.enabled);
+    assert_eq!(updated.listen, p.listen, "same address re-bound");
+    expect_closed(&mut c).await;
+    let mut c = connect(&updated).await;
+    c.write_all(b"z").await.unwrap();
+    assert_eq!(read_n(&mut c, 1).await, b"z");
+}
+
+#[tokio::test]
+async fn failed_dial_closes_the_client() {
+    let server = server().await;
+    let p = proxy(&server, "dead", dead_port().await).await;
+    let mut c = connect(&p).await;
+    let (data, _) = read_to_end(&mut c).await;
+    assert!(data.is_empty());
+}
+
+/// An upstream whose accept queue is full: further SYNs are dropped, so dials hang.
+fn black_hole() -> (
+    socket2::Socket,
+    Vec<std::net::TcpStream>,
+    std::net::SocketAddr,
+) {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    sock.listen(0).unwrap();
+    let addr = sock.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => fillers.push(s),
+            Err(_) => break,
+        }
+    }
+    (sock, fillers, addr)
+}
+
+/// DECISIONS §2.4: dials run in each connection's task, so clients of a black-holed
+/// upstream time out together, not one after another.
+#[tokio::test]
+async fn black_holed_upstream_does_not_serialise_accepts() {
+    let (_hole, _fillers, addr) = black_hole();
+    let config = toxi::server::Config {
+        dial_timeout: Duration::from_millis(1500),
+        ..toxi::server::Config::for_tests()
+    };
+    let server = server_with(config).await;
+    let p = proxy(&server, "hole", addr).await;
+    let start = tokio::time::Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(connect(&p).await);
+    }
+    for c in &mut clients {
+        expect_closed(c).await;
+    }
+    let took = start.elapsed();
+    // Serial dials would take at least 4 × 1.5 s.
+    assert!(
+        took < Duration::from_millis(4500),
+        "clients were served one after another: {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(1400),
+        "closed before the dial timeout: {took:?}"
+    );
+}

@@ -1,0 +1,119 @@
+//! Shared test helpers: an in-process server, upstream fakes, and bounded waits.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use toxi::registry::{ProxyInput, ProxySnapshot};
+use toxi::server::{Config, Server};
+
+/// How long any single wait in a test may take before the test fails (generous, for a
+/// loaded 2-core machine).
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Awaits `f`, failing the test if it takes longer than [`PATIENCE`].
+pub async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(PATIENCE, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// Starts a server on 127.0.0.1 with an OS-picked API port.
+pub async fn server() -> Server {
+    server_with(Config::for_tests()).await
+}
+
+pub async fn server_with(config: Config) -> Server {
+    Server::start(config).await.expect("server starts")
+}
+
+/// An upstream that echoes every byte back, and propagates half-close (after the client's
+/// FIN it finishes echoing and closes its write side).
+pub async fn echo_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = sock.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// A port on which nothing listens (bound, then released).
+pub async fn dead_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// Creates an enabled proxy listening on 127.0.0.1:0 toward `upstream`.
+pub async fn proxy(server: &Server, name: &str, upstream: SocketAddr) -> ProxySnapshot {
+    server
+        .registry()
+        .create(ProxyInput {
+            name: name.into(),
+            listen: "127.0.0.1:0".into(),
+            upstream: upstream.to_string(),
+            enabled: true,
+        })
+        .await
+        .expect("proxy created")
+}
+
+/// Connects to a proxy's listen address.
+pub async fn connect(p: &ProxySnapshot) -> TcpStream {
+    within("connect", TcpStream::connect(p.listen.as_str()))
+        .await
+        .expect("connects")
+}
+
+/// Reads exactly `n` bytes.
+pub async fn read_n(sock: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    within("read", sock.read_exact(&mut buf))
+        .await
+        .expect("read_exact");
+    buf
+}
+
+/// Reads until EOF or error; returns the bytes and whether it ended with a clean EOF.
+pub async fn read_to_end(sock: &mut TcpStream) -> (Vec<u8>, bool) {
+    let mut buf = Vec::new();
+    let r = within("read to end", sock.read_to_end(&mut buf)).await;
+    (buf, r.is_ok())
+}
+
+/// Waits until the peer closes (EOF or reset), discarding data.
+pub async fn expect_closed(sock: &mut TcpStream) {
+    let mut buf = [0u8; 4096];
+    within("close", async {
+        loop {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

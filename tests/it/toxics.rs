@@ -1,0 +1,667 @@
+//! Toxics acting on real traffic through a real proxy. Timing tolerances are wide enough
+//! for a loaded 2-core machine; precise accuracy figures live in the benchmarks.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use toxi::model::{Direction, ToxicKind};
+use toxi::registry::{ProxySnapshot, ToxicSnapshot};
+use toxi::server::Server;
+
+use crate::support::*;
+
+fn toxic(name: &str, dir: Direction, toxicity: f32, kind: ToxicKind) -> ToxicSnapshot {
+    ToxicSnapshot {
+        name: name.into(),
+        stream: dir.as_str().into(),
+        direction: dir,
+        toxicity,
+        kind,
+    }
+}
+
+fn add(server: &Server, p: &ProxySnapshot, name: &str, dir: Direction, kind: ToxicKind) {
+    server
+        .registry()
+        .add_toxic(&p.name, toxic(name, dir, 1.0, kind))
+        .expect("toxic added");
+}
+
+async fn echo_proxy(name: &str) -> (Server, ProxySnapshot) {
+    let server = server().await;
+    let p = proxy(&server, name, echo_upstream().await).await;
+    (server, p)
+}
+
+async fn round_trip(c: &mut TcpStream, msg: &[u8]) -> Duration {
+    let start = Instant::now();
+    c.write_all(msg).await.unwrap();
+    assert_eq!(read_n(c, msg.len()).await, msg);
+    start.elapsed()
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[tokio::test]
+async fn latency_applies_per_direction() {
+    let (server, p) = echo_proxy("lat").await;
+    let mut c = connect(&p).await;
+    let base = round_trip(&mut c, b"warm").await;
+    add(
+        &server,
+        &p,
+        "up",
+        Direction::Upstream,
+        ToxicKind::Latency {
+            latency: 200,
+            jitter: 0,
+        },
+    );
+    let rtt = round_trip(&mut c, b"ping").await;
+    assert!(rtt >= ms(195) && rtt < ms(200) + base + ms(250), "{rtt:?}");
+    add(
+        &server,
+        &p,
+        "down",
+        Direction::Downstream,
+        ToxicKind::Latency {
+            latency: 100,
+            jitter: 0,
+        },
+    );
+    let rtt = round_trip(&mut c, b"ping").await;
+    assert!(rtt >= ms(295) && rtt < ms(550), "{rtt:?}");
+}
+
+/// Latency is measured from read time, so pipelined writes do not pile up delay.
+#[tokio::test]
+async fn latency_is_pipelined() {
+    let (server, p) = echo_proxy("pipe").await;
+    add(
+        &server,
+        &p,
+        "l",
+        Direction::Upstream,
+        ToxicKind::Latency {
+            latency: 500,
+            jitter: 0,
+        },
+    );
+    let c = connect(&p).await;
+    let (mut r, mut w) = c.into_split();
+    let start = Instant::now();
+    let writer = tokio::spawn(async move {
+        for i in 0..5u8 {
+            w.write_all(&[i]).await.unwrap();
+            tokio::time::sleep(ms(100)).await;
+        }
+        w
+    });
+    let mut arrivals = Vec::new();
+    for i in 0..5u8 {
+        let mut b = [0u8; 1];
+        within("pipelined byte", r.read_exact(&mut b))
+            .await
+            .unwrap();
+        assert_eq!(b[0], i);
+        arrivals.push(start.elapsed());
+    }
+    let _w = writer.await.unwrap();
+    // Expected about 0.5, 0.6, 0.7, 0.8, 0.9 s; serial delays would end near 2.5 s.
+    assert!(arrivals[0] >= ms(495), "{arrivals:?}");
+    assert!(arrivals[4] < ms(1400), "delay piled up: {arrivals:?}");
+}
+
+#[tokio::test]
+async fn stacked_latency_adds_up() {
+    let (server, p) = echo_proxy("stack").await;
+    add(
+        &server,
+        &p,
+        "a",
+        Direction::Upstream,
+        ToxicKind::Latency {
+            latency: 500,
+            jitter: 0,
+        },
+    );
+    add(
+        &server,
+        &p,
+        "b",
+        Direction::Upstream,
+        ToxicKind::Latency {
+            latency: 500,
+            jitter: 0,
+        },
+    );
+    let mut c = connect(&p).await;
+    let rtt = round_trip(&mut c, b"x").await;
+    assert!(rtt >= ms(990) && rtt < ms(1400), "{rtt:?}");
+}
+
+#[tokio::test]
+async fn removing_latency_releases_held_data_at_once() {
+    let (server, p) = echo_proxy("rel").await;
+    add(
+        &server,
+        &p,
+        "slow",
+        Direction::Upstream,
+        ToxicKind::Latency {
+            latency: 60_000,
+            jitter: 0,
+        },
+    );
+    let mut c = connect(&p).await;
+    c.write_all(b"held").await.unwrap();
+    tokio::time::sleep(ms(100)).await;
+    let start = Instant::now();
+    server.registry().remove_toxic(&p.name, "slow").unwrap();
+    assert_eq!(read_n(&mut c, 4).await, b"held");
+    assert!(start.elapsed() < ms(2000));
+}
+
+#[tokio::test]
+async fn huge_latency_means_forever_without_overflow() {
+    let (server, p) = echo_proxy("huge").await;
+    add(
+        &server,
+        &p,
+        "max",
+        Direction::Upstream,
+        ToxicKind::Latency {
+            latency: i64::MAX,
+            jitter: i64::MAX,
+        },
+    );
+    let mut c = connect(&p).await;
+    c.write_all(b"x").await.unwrap();
+    let mut b = [0u8; 1];
+    assert!(
+        tokio::time::timeout(ms(300), c.read(&mut b)).await.is_err(),
+        "data must be held"
+    );
+    server.registry().remove_toxic(&p.name, "max").unwrap();
+    assert_eq!(read_n(&mut c, 1).await, b"x");
+}
+
+#[tokio::test]
+async fn bandwidth_limits_the_rate() {
+    let (server, p) = echo_proxy("bw").await;
+    // 100 KB/s downstream: 250 KB take about 2.5 s.
+    add(
+        &server,
+        &p,
+        "bw",
+        Direction::Downstream,
+        ToxicKind::Bandwidth { rate: 100 },
+    );
+    let c = connect(&p).await;
+    let (mut r, mut w) = c.into_split();
+    let data = pattern(250_000, 3);
+    let expected = data.clone();
+    let start = Instant::now();
+    tokio::spawn(async move { w.write_all(&data).await.unwrap() });
+    let mut got = vec![0u8; 250_000];
+    within("bandwidth transfer", r.read_exact(&mut got))
+        .await
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(got, expected);
+    assert!(took >= ms(2300) && took < ms(3300), "{took:?}");
+}
+
+/// `rate: 0` holds all data until the toxic is removed (testcontainers' "cut connection").
+#[tokio::test]
+async fn bandwidth_zero_holds_until_removed() {
+    let (server, p) = echo_proxy("cut").await;
+    add(
+        &server,
+        &p,
+        "cut",
+        Direction::Upstream,
+        ToxicKind::Bandwidth { rate: 0 },
+    );
+    let mut c = connect(&p).await;
+    c.write_all(b"partitioned").await.unwrap();
+    let mut b = [0u8; 1];
+    assert!(tokio::time::timeout(ms(300), c.read(&mut b)).await.is_err());
+    server.registry().remove_toxic(&p.name, "cut").unwrap();
+    assert_eq!(read_n(&mut c, 11).await, b"partitioned");
+}
+
+#[tokio::test]
+async fn slow_close_delays_the_close() {
+    let (server, p) = echo_proxy("sc").await;
+    add(
+        &server,
+        &p,
+        "sc",
+        Direction::Downstream,
+        ToxicKind::SlowClose { delay: 400 },
+    );
+    let mut c = connect(&p).await;
+    c.write_all(b"bye").await.unwrap();
+    assert_eq!(read_n(&mut c, 3).await, b"bye");
+    let start = Instant::now();
+    c.shutdown().await.unwrap(); // the echo upstream closes in turn
+    expect_closed(&mut c).await;
+    let took = start.elapsed();
+    assert!(took >= ms(390) && took < ms(1500), "{took:?}");
+}
+
+#[tokio::test]
+async fn timeout_drops_data_and_closes_when_idle() {
+    let (server, p) = echo_proxy("to").await;
+    add(
+        &server,
+        &p,
+        "to",
+        Direction::Upstream,
+        ToxicKind::Timeout { timeout: 300 },
+    );
+    let mut c = connect(&p).await;
+    let start = Instant::now();
+    c.write_all(b"dropped").await.unwrap();
+    let (data, _) = read_to_end(&mut c).await;
+    assert!(data.is_empty(), "timeout drops data");
+    let took = start.elapsed();
+    assert!(took >= ms(290) && took < ms(1500), "{took:?}");
+}
+
+#[tokio::test]
+async fn timeout_zero_holds_and_removal_closes() {
+    let (server, p) = echo_proxy("to0").await;
+    add(
+        &server,
+        &p,
+        "to",
+        Direction::Upstream,
+        ToxicKind::Timeout { timeout: 0 },
+    );
+    let mut c = connect(&p).await;
+    c.write_all(b"x").await.unwrap();
+    let mut b = [0u8; 1];
+    assert!(
+        tokio::time::timeout(ms(300), c.read(&mut b)).await.is_err(),
+        "held open"
+    );
+    server.registry().remove_toxic(&p.name, "to").unwrap();
+    expect_closed(&mut c).await;
+}
+
+async fn expect_reset(c: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    let r = within("reset", async {
+        loop {
+            match c.read(&mut buf).await {
+                Ok(0) => return Ok(0),
+                Ok(_) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await;
+    match r {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        Ok(_) => panic!("got a clean EOF instead of RST"),
+    }
+}
+
+#[tokio::test]
+async fn reset_peer_sends_rst_on_new_connections() {
+    let (server, p) = echo_proxy("rst").await;
+    add(
+        &server,
+        &p,
+        "rst",
+        Direction::Upstream,
+        ToxicKind::ResetPeer { timeout: 100 },
+    );
+    let mut c = connect(&p).await;
+    let start = Instant::now();
+    c.write_all(b"boom").await.unwrap();
+    expect_reset(&mut c).await;
+    assert!(start.elapsed() >= ms(95));
+}
+
+/// DECISIONS §2.5: a real RST also on connections opened before the toxic was added.
+#[tokio::test]
+async fn reset_peer_sends_rst_on_open_connections() {
+    let (server, p) = echo_proxy("rst2").await;
+    let mut c = connect(&p).await;
+    round_trip(&mut c, b"before").await;
+    add(
+        &server,
+        &p,
+        "rst",
+        Direction::Upstream,
+        ToxicKind::ResetPeer { timeout: 0 },
+    );
+    c.write_all(b"boom").await.unwrap();
+    expect_reset(&mut c).await;
+}
+
+#[tokio::test]
+async fn reset_peer_leaves_idle_connections_alone() {
+    let (server, p) = echo_proxy("rst3").await;
+    add(
+        &server,
+        &p,
+        "rst",
+        Direction::Upstream,
+        ToxicKind::ResetPeer { timeout: 0 },
+    );
+    let mut c = connect(&p).await;
+    let mut b = [0u8; 1];
+    assert!(
+        tokio::time::timeout(ms(300), c.read(&mut b)).await.is_err(),
+        "idle stays open"
+    );
+}
+
+#[tokio::test]
+async fn limit_data_truncates_then_closes() {
+    let (server, p) = echo_proxy("lim").await;
+    add(
+        &server,
+        &p,
+        "lim",
+        Direction::Downstream,
+        ToxicKind::LimitData { bytes: 10 },
+    );
+    let mut c = connect(&p).await;
+    c.write_all(b"123456").await.unwrap();
+    assert_eq!(read_n(&mut c, 6).await, b"123456");
+    c.write_all(b"abcdefgh").await.unwrap();
+    let (rest, _) = read_to_end(&mut c).await;
+    assert_eq!(rest, b"abcd");
+}
+
+#[tokio::test]
+async fn limit_data_counter_survives_updates() {
+    let (server, p) = echo_proxy("lim2").await;
+    add(
+        &server,
+        &p,
+        "lim",
+        Direction::Downstream,
+        ToxicKind::LimitData { bytes: 8 },
+    );
+    let mut c = connect(&p).await;
+    round_trip(&mut c, b"12345").await;
+    server
+        .registry()
+        .update_toxic(&p.name, "lim", |t| {
+            t.kind = ToxicKind::LimitData { bytes: 9 };
+            Ok(())
+        })
+        .unwrap();
+    c.write_all(b"abcdef").await.unwrap();
+    let (rest, _) = read_to_end(&mut c).await;
+    assert_eq!(rest, b"abcd", "5 already sent, limit 9 leaves 4");
+}
+
+#[tokio::test]
+async fn slicer_rebuilds_byte_exact() {
+    let (server, p) = echo_proxy("sl").await;
+    add(
+        &server,
+        &p,
+        "sl",
+        Direction::Downstream,
+        ToxicKind::Slicer {
+            average_size: 1024,
+            size_variation: 512,
+            delay: 10,
+        },
+    );
+    let c = connect(&p).await;
+    let (mut r, mut w) = c.into_split();
+    let data = pattern(480_000, 9);
+    let expected = data.clone();
+    tokio::spawn(async move { w.write_all(&data).await.unwrap() });
+    let mut got = vec![0u8; 480_000];
+    within("sliced transfer", r.read_exact(&mut got))
+        .await
+        .unwrap();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn slicer_cuts_into_single_bytes() {
+    let (server, p) = echo_proxy("sl1").await;
+    add(
+        &server,
+        &p,
+        "sl",
+        Direction::Downstream,
+        ToxicKind::Slicer {
+            average_size: 1,
+            size_variation: 0,
+            delay: 20_000,
+        },
+    );
+    let mut c = connect(&p).await;
+    let msg = b"abcdefghijklmnopqrstuvwx";
+    c.write_all(msg).await.unwrap();
+    let mut reads = 0;
+    let mut got = Vec::new();
+    while got.len() < msg.len() {
+        let mut b = [0u8; 64];
+        let n = within("slice", c.read(&mut b)).await.unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&b[..n]);
+        reads += 1;
+    }
+    assert_eq!(got, msg);
+    // 20 ms between one-byte pieces: reads see them one at a time (allow a few merges).
+    assert!(reads >= 20, "{reads} reads");
+}
+
+#[tokio::test]
+async fn toxicity_zero_and_one() {
+    let (server, p) = echo_proxy("tox").await;
+    let registry = server.registry();
+    registry
+        .add_toxic(
+            &p.name,
+            toxic(
+                "never",
+                Direction::Upstream,
+                0.0,
+                ToxicKind::Latency {
+                    latency: 1000,
+                    jitter: 0,
+                },
+            ),
+        )
+        .unwrap();
+    let mut c = connect(&p).await;
+    assert!(round_trip(&mut c, b"a").await < ms(500));
+    registry
+        .update_toxic(&p.name, "never", |t| {
+            t.toxicity = 1.0;
+            Ok(())
+        })
+        .unwrap();
+    let rtt = round_trip(&mut c, b"b").await;
+    assert!(rtt >= ms(990), "re-rolled on toxicity update: {rtt:?}");
+}
+
+/// Which of `n` sequential connections a 50 % latency toxic applies to.
+async fn roll_pattern(seed: i64, n: usize) -> Vec<bool> {
+    let config = toxi::server::Config {
+        seed: Some(seed),
+        ..toxi::server::Config::for_tests()
+    };
+    let server = server_with(config).await;
+    let p = proxy(&server, "seeded", echo_upstream().await).await;
+    server
+        .registry()
+        .add_toxic(
+            &p.name,
+            toxic(
+                "half",
+                Direction::Upstream,
+                0.5,
+                ToxicKind::Latency {
+                    latency: 150,
+                    jitter: 0,
+                },
+            ),
+        )
+        .unwrap();
+    let mut pattern = Vec::new();
+    for _ in 0..n {
+        let mut c = connect(&p).await;
+        pattern.push(round_trip(&mut c, b"?").await >= ms(140));
+    }
+    pattern
+}
+
+/// DECISIONS §2.3: the same seed and the same sequence give the same toxicity rolls.
+#[tokio::test]
+async fn seed_reproduces_toxicity_rolls() {
+    let (a, b) = tokio::join!(roll_pattern(42, 12), roll_pattern(42, 12));
+    assert_eq!(a, b);
+    assert!(
+        a.iter().any(|&x| x) && a.iter().any(|&x| !x),
+        "a 50 % toxic mixes: {a:?}"
+    );
+}
+
+/// DECISIONS §2.12: adding or removing an unrelated toxic does not re-roll.
+#[tokio::test]
+async fn unrelated_changes_do_not_reroll() {
+    let (server, p) = echo_proxy("stable").await;
+    let registry = server.registry();
+    registry
+        .add_toxic(
+            &p.name,
+            toxic(
+                "half",
+                Direction::Upstream,
+                0.5,
+                ToxicKind::Latency {
+                    latency: 150,
+                    jitter: 0,
+                },
+            ),
+        )
+        .unwrap();
+    let mut conns = Vec::new();
+    for _ in 0..8 {
+        let mut c = connect(&p).await;
+        let slow = round_trip(&mut c, b"?").await >= ms(140);
+        conns.push((c, slow));
+    }
+    registry
+        .add_toxic(
+            &p.name,
+            toxic("other", Direction::Upstream, 1.0, ToxicKind::Noop),
+        )
+        .unwrap();
+    registry.remove_toxic(&p.name, "other").unwrap();
+    for (c, slow) in &mut conns {
+        let again = round_trip(c, b"!").await >= ms(140);
+        assert_eq!(again, *slow);
+    }
+}
+
+/// Hundreds of MiB in both directions while toxics are added, updated and removed in a
+/// tight loop: nothing is lost, duplicated or reordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrity_under_toxic_churn() {
+    use sha2::{Digest, Sha256};
+    const TOTAL: usize = 256 * 1024 * 1024;
+    let (server, p) = echo_proxy("churn").await;
+    let c = connect(&p).await;
+    let (mut r, mut w) = c.into_split();
+    let writer = tokio::spawn(async move {
+        let mut hash = Sha256::new();
+        let mut sent = 0usize;
+        let mut seed = 1;
+        while sent < TOTAL {
+            let block = pattern(1 << 20, seed);
+            seed += 1;
+            hash.update(&block);
+            w.write_all(&block).await.unwrap();
+            sent += block.len();
+        }
+        w.shutdown().await.unwrap();
+        hash.finalize()
+    });
+    let registry = server.registry().clone();
+    let name = p.name.clone();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn_done = done.clone();
+    let churn = tokio::spawn(async move {
+        let kinds = [
+            ToxicKind::Latency {
+                latency: 1,
+                jitter: 1,
+            },
+            ToxicKind::Noop,
+            ToxicKind::Slicer {
+                average_size: 16 * 1024,
+                size_variation: 8 * 1024,
+                delay: 0,
+            },
+            ToxicKind::Bandwidth { rate: 1_000_000 },
+            ToxicKind::LimitData { bytes: i64::MAX },
+        ];
+        let mut ops = 0u64;
+        let mut i = 0usize;
+        while !churn_done.load(std::sync::atomic::Ordering::Relaxed) {
+            let dir = if i % 2 == 0 {
+                Direction::Upstream
+            } else {
+                Direction::Downstream
+            };
+            let t = format!("t{}", i % 6);
+            let kind = kinds[i % kinds.len()].clone();
+            if registry
+                .add_toxic(&name, toxic(&t, dir, 1.0, kind))
+                .is_err()
+            {
+                let _ = registry.update_toxic(&name, &t, |s| {
+                    s.toxicity = if s.toxicity > 0.5 { 0.3 } else { 1.0 };
+                    Ok(())
+                });
+                let _ = registry.remove_toxic(&name, &t);
+            }
+            ops += 1;
+            i += 1;
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        ops
+    });
+    let mut hash = Sha256::new();
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    let read = async {
+        loop {
+            let n = r.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+            received += n;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(300), read)
+        .await
+        .expect("integrity stream finished");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let ops = churn.await.unwrap();
+    let sent_hash = writer.await.unwrap();
+    assert_eq!(received, TOTAL);
+    assert_eq!(hash.finalize(), sent_hash);
+    assert!(ops > 100, "churn ran: {ops} operations");
+}
