@@ -391,9 +391,9 @@ fn error_from_body(http_status: u16, body: &[u8]) -> ClientError {
                 Value::Null => {}
                 other => {
                     return unexpected(format!(
-                        "json: cannot unmarshal {} into Go struct field ApiError.error of type string",
-                        json_kind(other)
-                    ))
+                    "json: cannot unmarshal {} into Go struct field ApiError.error of type string",
+                    json_kind(other)
+                ))
                 }
             }
         } else if key.eq_ignore_ascii_case("status") {
@@ -433,8 +433,8 @@ fn first_json_value(body: &[u8]) -> Result<Value, String> {
         return Err("EOF".to_string());
     };
     let first = body[start];
-    let starts_value = matches!(first, b'{' | b'[' | b'"' | b'-' | b't' | b'f' | b'n')
-        || first.is_ascii_digit();
+    let starts_value =
+        matches!(first, b'{' | b'[' | b'"' | b'-' | b't' | b'f' | b'n') || first.is_ascii_digit();
     if !starts_value {
         return Err(format!(
             "invalid character {} looking for beginning of value",
@@ -642,8 +642,12 @@ impl Client {
 
     /// `POST /proxies/{proxy}/toxics`: adds a toxic to every current and future connection.
     pub async fn add_toxic(&self, proxy: &str, toxic: &NewToxic) -> Result<Toxic, ClientError> {
-        self.send_json(Method::POST, &format!("{}/toxics", proxy_path(proxy)), toxic)
-            .await
+        self.send_json(
+            Method::POST,
+            &format!("{}/toxics", proxy_path(proxy)),
+            toxic,
+        )
+        .await
     }
 
     /// `GET /proxies/{proxy}/toxics/{toxic}`.
@@ -709,19 +713,19 @@ impl Client {
                     .to_string(),
             ));
         }
-        let target = parse_target(&self.endpoint).map_err(|r| transport(TransportKind::InvalidUrl, r))?;
+        let target =
+            parse_target(&self.endpoint).map_err(|r| transport(TransportKind::InvalidUrl, r))?;
         let exchange = self.exchange(&target, &method, path, body);
-        let (status, bytes) = match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err((kind, reason))) => return Err(transport(kind, reason)),
-            Err(_) => {
-                return Err(transport(
+        let (status, bytes) =
+            match tokio::time::timeout(self.timeout, exchange).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err((kind, reason))) => return Err(transport(kind, reason)),
+                Err(_) => return Err(transport(
                     TransportKind::Timeout,
                     "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
                         .to_string(),
-                ))
-            }
-        };
+                )),
+            };
         if (200..300).contains(&status) {
             Ok((status, bytes))
         } else {
@@ -1040,7 +1044,10 @@ mod tests {
 
     #[test]
     fn adds_scheme_and_trims_slashes() {
-        assert_eq!(Client::new("localhost:8474").endpoint(), "http://localhost:8474");
+        assert_eq!(
+            Client::new("localhost:8474").endpoint(),
+            "http://localhost:8474"
+        );
         assert_eq!(Client::new("http://h:1/").endpoint(), "http://h:1");
         assert_eq!(Client::new("https://h:1").endpoint(), "https://h:1");
     }
@@ -1048,15 +1055,24 @@ mod tests {
     #[test]
     fn parses_targets() {
         let t = parse_target("http://127.0.0.1:8474").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.prefix.as_str()), ("127.0.0.1", 8474, ""));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.prefix.as_str()),
+            ("127.0.0.1", 8474, "")
+        );
         let t = parse_target("http://[::1]:9/api").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.prefix.as_str()), ("::1", 9, "/api"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.prefix.as_str()),
+            ("::1", 9, "/api")
+        );
         assert_eq!(t.authority, "[::1]:9");
         let t = parse_target("http://example").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("example", 80));
         let t = parse_target("http://u:p@h:2").unwrap();
         assert_eq!(t.userinfo.as_deref(), Some("u:p"));
-        assert_eq!(parse_target("http://").unwrap_err(), "http: no Host in request URL");
+        assert_eq!(
+            parse_target("http://").unwrap_err(),
+            "http: no Host in request URL"
+        );
         assert!(parse_target("http://h:99999").is_err());
     }
 
@@ -1082,11 +1098,23 @@ mod tests {
     #[test]
     fn non_json_error_bodies_use_go_decoder_messages() {
         let cases: [(&[u8], &str); 6] = [
-            (b"404 page not found\n", "json: cannot unmarshal number into Go value of type toxiproxy.ApiError"),
+            (
+                b"404 page not found\n",
+                "json: cannot unmarshal number into Go value of type toxiproxy.ApiError",
+            ),
             (b"", "EOF"),
-            (b"User agent not allowed\n", "invalid character 'U' looking for beginning of value"),
-            (b"<html>", "invalid character '<' looking for beginning of value"),
-            (b"\"s\"", "json: cannot unmarshal string into Go value of type toxiproxy.ApiError"),
+            (
+                b"User agent not allowed\n",
+                "invalid character 'U' looking for beginning of value",
+            ),
+            (
+                b"<html>",
+                "invalid character '<' looking for beginning of value",
+            ),
+            (
+                b"\"s\"",
+                "json: cannot unmarshal string into Go value of type toxiproxy.ApiError",
+            ),
             (b"{\"error\":", "unexpected EOF"),
         ];
         for (body, want) in cases {
@@ -1112,7 +1140,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact_password("http://u:secret@h:1/x"), "http://u:***@h:1/x");
+        assert_eq!(
+            redact_password("http://u:secret@h:1/x"),
+            "http://u:***@h:1/x"
+        );
         assert_eq!(redact_password("http://h:1/x"), "http://h:1/x");
     }
 
@@ -1151,7 +1182,10 @@ mod tests {
             r#"{"name":"","type":"latency","stream":"upstream","toxicity":0.5,"attributes":{"latency":250}}"#
         );
         let u = ToxicUpdate::new().toxicity(1.0);
-        assert_eq!(serde_json::to_string(&u).unwrap(), r#"{"attributes":{},"toxicity":1.0}"#);
+        assert_eq!(
+            serde_json::to_string(&u).unwrap(),
+            r#"{"attributes":{},"toxicity":1.0}"#
+        );
         let p = ProxyUpdate {
             enabled: Some(false),
             ..ProxyUpdate::default()
@@ -1175,9 +1209,14 @@ mod tests {
 
     #[tokio::test]
     async fn https_is_refused_clearly() {
-        let err = Client::new("https://127.0.0.1:1").proxies().await.unwrap_err();
+        let err = Client::new("https://127.0.0.1:1")
+            .proxies()
+            .await
+            .unwrap_err();
         assert_eq!(err.transport_kind(), Some(TransportKind::UnsupportedScheme));
-        assert!(err.to_string().starts_with("fail to request: Get \"https://127.0.0.1:1/proxies\": https is not supported"));
+        assert!(err.to_string().starts_with(
+            "fail to request: Get \"https://127.0.0.1:1/proxies\": https is not supported"
+        ));
     }
 
     #[tokio::test]

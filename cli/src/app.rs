@@ -178,7 +178,9 @@ fn toxic_help_topic(env: &Env, args: &[String]) -> Outcome {
         None => Outcome::print(toxic_page(env)),
         Some(word) if is_help(word) => Outcome::print(help::help_page(&env.prog)),
         Some(word) => match find_toxic_command(word) {
-            Some(cmd) => Outcome::print(leaf_page(env, Some(catalog::TOXIC_NAME), cmd, Form::Normal)),
+            Some(cmd) => {
+                Outcome::print(leaf_page(env, Some(catalog::TOXIC_NAME), cmd, Form::Normal))
+            }
             None => Outcome::no_help_topic(word),
         },
     }
@@ -227,7 +229,13 @@ fn leaf_page(env: &Env, parent: Option<&str>, cmd: &CommandDef, form: Form) -> S
 
 /// A command that does something: parse its flags (before or after the proxy name), handle
 /// `--help`, then run it.
-fn leaf(env: &Env, host: &Host, parent: Option<&str>, cmd: &CommandDef, args: &[String]) -> Outcome {
+fn leaf(
+    env: &Env,
+    host: &Host,
+    parent: Option<&str>,
+    cmd: &CommandDef,
+    args: &[String],
+) -> Outcome {
     let mut flags: Vec<&FlagDef> = cmd.flags.iter().collect();
     flags.push(&HELP_FLAG);
     let parsed = match args::parse(&flags, args, Mode::Anywhere) {
@@ -280,14 +288,25 @@ mod tests {
     #[test]
     fn unknown_command_and_flag() {
         let o = run_args("-h x bogus");
-        assert_eq!((o.code, o.stdout.as_str(), o.stderr.as_str()), (3, "", "No help topic for 'bogus'\n"));
+        assert_eq!(
+            (o.code, o.stdout.as_str(), o.stderr.as_str()),
+            (3, "", "No help topic for 'bogus'\n")
+        );
         let o = run_args("--bogus list");
         assert_eq!(o.code, 0);
-        assert!(o.stdout.starts_with("Incorrect Usage: flag provided but not defined: -bogus\n\nNAME:\n"));
+        assert!(o
+            .stdout
+            .starts_with("Incorrect Usage: flag provided but not defined: -bogus\n\nNAME:\n"));
         let o = run_args("toxic bogus");
-        assert_eq!((o.code, o.stderr.as_str()), (3, "No help topic for 'bogus'\n"));
+        assert_eq!(
+            (o.code, o.stderr.as_str()),
+            (3, "No help topic for 'bogus'\n")
+        );
         let o = run_args("help bogus");
-        assert_eq!((o.code, o.stderr.as_str()), (3, "No help topic for 'bogus'\n"));
+        assert_eq!(
+            (o.code, o.stderr.as_str()),
+            (3, "No help topic for 'bogus'\n")
+        );
     }
 
     #[test]
@@ -308,14 +327,19 @@ mod tests {
         assert_eq!(run_args("toxic add --help"), run_args("toxic help add"));
         assert_eq!(run_args("toxic add --help"), run_args("help toxic a"));
         assert!(run_args("help toxics").stdout.contains("limit_data"));
-        assert!(run_args("help completions").stdout.contains("bash|zsh|fish"));
+        assert!(run_args("help completions")
+            .stdout
+            .contains("bash|zsh|fish"));
     }
 
     #[test]
     fn argument_errors_come_before_any_request() {
         // The host is unreachable on purpose: these fail before connecting.
         let o = run_args("-h 127.0.0.1:1 create -l 127.0.0.1:0 -u x:1");
-        assert_eq!((o.code, o.stderr.as_str()), (1, "Proxy name is required as the first argument.\n\n"));
+        assert_eq!(
+            (o.code, o.stderr.as_str()),
+            (1, "Proxy name is required as the first argument.\n\n")
+        );
         assert!(o.stdout.contains("\nCOMMANDS:\n"));
         let o = run_args("-h 127.0.0.1:1 create -u x:1 p");
         assert_eq!(o.stderr, "Required argument 'listen' was empty.\n\n");
@@ -326,7 +350,13 @@ mod tests {
         let o = run_args("-h 127.0.0.1:1 toxic add -t latency");
         assert_eq!(o.stderr, "Proxy name is missing.\n\n");
         let o = run_args("-h 127.0.0.1:1 toxic add -t latency -u -d chaos");
-        assert_eq!((o.stdout.as_str(), o.stderr.as_str()), ("", "Only one should be specified: upstream or downstream.\n\n"));
+        assert_eq!(
+            (o.stdout.as_str(), o.stderr.as_str()),
+            (
+                "",
+                "Only one should be specified: upstream or downstream.\n\n"
+            )
+        );
         let o = run_args("-h 127.0.0.1:1 toxic add -t latency --tox 1.5 chaos");
         assert_eq!(o.stderr, "toxicity should be a float between 0 and 1.\n\n");
         let o = run_args("-h 127.0.0.1:1 toxic update --tox nan chaos");
@@ -334,9 +364,15 @@ mod tests {
         let o = run_args("-h 127.0.0.1:1 toxic remove -n x");
         assert_eq!(o.stderr, "Proxy name is missing.\n\n");
         let o = run_args("-h 127.0.0.1:1 inspect");
-        assert_eq!(o.stderr, "Proxy name is required as the first argument.\n\n");
+        assert_eq!(
+            o.stderr,
+            "Proxy name is required as the first argument.\n\n"
+        );
         let o = run_args("-h 127.0.0.1:1 list -o yaml");
-        assert_eq!((o.code, o.stderr.as_str()), (1, "Unknown output format 'yaml': use text or json.\n\n"));
+        assert_eq!(
+            (o.code, o.stderr.as_str()),
+            (1, "Unknown output format 'yaml': use text or json.\n\n")
+        );
     }
 
     #[test]
@@ -357,6 +393,12 @@ mod tests {
         let mut tty = env();
         tty.stderr_tty = true;
         let o = run(&tty, &["-h".into(), format!("{addr}"), "ls".into()]);
-        assert!(o.stderr.contains(&format!("\nHint: nothing answered at http://{addr} (set with -h/--host).")), "{}", o.stderr);
+        assert!(
+            o.stderr.contains(&format!(
+                "\nHint: nothing answered at http://{addr} (set with -h/--host)."
+            )),
+            "{}",
+            o.stderr
+        );
     }
 }

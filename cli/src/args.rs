@@ -37,7 +37,10 @@ impl fmt::Display for FlagError {
             FlagError::NeedsArgument(name) => write!(f, "flag needs an argument: -{name}"),
             FlagError::BadSyntax(arg) => write!(f, "bad flag syntax: {arg}"),
             FlagError::InvalidBool { name, value } => {
-                write!(f, "invalid boolean value {value:?} for -{name}: parse error")
+                write!(
+                    f,
+                    "invalid boolean value {value:?} for -{name}: parse error"
+                )
             }
             FlagError::HelpRequested => f.write_str("flag: help requested"),
         }
@@ -184,7 +187,9 @@ mod tests {
         assert_eq!(p.string("host"), "a");
         assert!(p.bool("version"));
         assert_eq!(
-            parse(&g, &argv("--bogus list"), Mode::Stop).unwrap_err().to_string(),
+            parse(&g, &argv("--bogus list"), Mode::Stop)
+                .unwrap_err()
+                .to_string(),
             "flag provided but not defined: -bogus"
         );
         assert_eq!(
@@ -192,11 +197,15 @@ mod tests {
             "flag needs an argument: -h"
         );
         assert_eq!(
-            parse(&g, &argv("--help=maybe"), Mode::Stop).unwrap_err().to_string(),
+            parse(&g, &argv("--help=maybe"), Mode::Stop)
+                .unwrap_err()
+                .to_string(),
             "invalid boolean value \"maybe\" for -help: parse error"
         );
         assert_eq!(
-            parse(&g, &argv("---x"), Mode::Stop).unwrap_err().to_string(),
+            parse(&g, &argv("---x"), Mode::Stop)
+                .unwrap_err()
+                .to_string(),
             "bad flag syntax: ---x"
         );
     }
@@ -204,8 +213,12 @@ mod tests {
     #[test]
     fn command_flags_anywhere() {
         let create = flags_of(find_command("create").unwrap());
-        let p = parse(&create, &argv("chaos -l 0.0.0.0:8080 -u localhost:9090"), Mode::Anywhere)
-            .unwrap();
+        let p = parse(
+            &create,
+            &argv("chaos -l 0.0.0.0:8080 -u localhost:9090"),
+            Mode::Anywhere,
+        )
+        .unwrap();
         assert_eq!(p.first(), "chaos");
         assert_eq!(p.string("listen"), "0.0.0.0:8080");
         assert_eq!(p.string("upstream"), "localhost:9090");
@@ -231,7 +244,12 @@ mod tests {
         assert!(p.bool("upstream"));
         assert!(!p.bool("downstream"));
         assert_eq!(p.first(), "chaos");
-        let p = parse(&add, &argv("-a a=1,b=2 -a c=3 --tox=0.5 -u=false p"), Mode::Anywhere).unwrap();
+        let p = parse(
+            &add,
+            &argv("-a a=1,b=2 -a c=3 --tox=0.5 -u=false p"),
+            Mode::Anywhere,
+        )
+        .unwrap();
         assert_eq!(p.slice("attribute"), ["a=1", "b=2", "c=3"]);
         assert_eq!(p.string("toxicity"), "0.5");
         assert!(!p.bool("upstream"));

@@ -22,7 +22,13 @@ struct Ctx<'a> {
 }
 
 /// Runs `action` with the parsed flags and arguments.
-pub fn execute(env: &Env, host: &Host, action: Action, parsed: &Parsed, error_page: String) -> Outcome {
+pub fn execute(
+    env: &Env,
+    host: &Host,
+    action: Action,
+    parsed: &Parsed,
+    error_page: String,
+) -> Outcome {
     if action == Action::Completions {
         return completions::run(&env.prog, parsed.first());
     }
@@ -96,6 +102,11 @@ impl Ctx<'_> {
             HostSource::Default => "the default address",
         };
         let how = "Point to the API with -h <url> (before the command) or the TOXIPROXY_URL environment variable.";
+        if error.is_status(401) {
+            return Some(format!(
+                "Hint: {endpoint} wants an API token: set the TOXI_API_TOKEN environment variable.\n"
+            ));
+        }
         let text = match error.transport_kind()? {
             TransportKind::Connect | TransportKind::Resolve => format!(
                 "Hint: nothing answered at {endpoint} ({source}). Is the server running there?\n      {how}\n"
@@ -226,7 +237,9 @@ fn toxicity(parsed: &Parsed) -> Result<f32, Outcome> {
     }
     match raw.parse::<f64>() {
         Ok(v) if (0.0..=1.0).contains(&v) => Ok(v as f32),
-        _ => Err(Outcome::fail("toxicity should be a float between 0 and 1.\n")),
+        _ => Err(Outcome::fail(
+            "toxicity should be a float between 0 and 1.\n",
+        )),
     }
 }
 
@@ -281,16 +294,24 @@ async fn toxic_add(ctx: &Ctx<'_>) -> Outcome {
         Ok(p) => p,
         Err(e) => {
             return ctx.api_failure(
-                format!("Failed to add toxic: failed to retrieve proxy with name `{proxy_name}`: {e}\n"),
+                format!(
+                    "Failed to add toxic: failed to retrieve proxy with name `{proxy_name}`: {e}\n"
+                ),
                 &e,
             )
         }
     };
     match ctx.client.add_toxic(&proxy.name, &toxic).await {
         Err(e) => {
-            let prefix = if matches!(e, ClientError::Decode { .. }) { "" } else { "AddToxic: " };
+            let prefix = if matches!(e, ClientError::Decode { .. }) {
+                ""
+            } else {
+                "AddToxic: "
+            };
             ctx.api_failure(
-                format!("Failed to add toxic: failed to add toxic to proxy {proxy_name}: {prefix}{e}\n"),
+                format!(
+                    "Failed to add toxic: failed to add toxic to proxy {proxy_name}: {prefix}{e}\n"
+                ),
                 &e,
             )
         }
@@ -320,7 +341,9 @@ async fn toxic_update(ctx: &Ctx<'_>) -> Outcome {
         Ok(p) => p,
         Err(e) => {
             return ctx.api_failure(
-                format!("Failed to update toxic: failed to retrieve proxy with name `{proxy_name}`: {e}\n"),
+                format!(
+                "Failed to update toxic: failed to retrieve proxy with name `{proxy_name}`: {e}\n"
+            ),
                 &e,
             )
         }
@@ -347,7 +370,9 @@ async fn toxic_remove(ctx: &Ctx<'_>) -> Outcome {
         Ok(p) => p,
         Err(e) => {
             return ctx.api_failure(
-                format!("Failed to remove toxic: failed to retrieve proxy with name `{proxy_name}`: {e}\n"),
+                format!(
+                "Failed to remove toxic: failed to retrieve proxy with name `{proxy_name}`: {e}\n"
+            ),
                 &e,
             )
         }

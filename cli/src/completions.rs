@@ -305,6 +305,9 @@ mod tests {
     #[test]
     fn errors() {
         assert_eq!(run("toxi", "").code, 1);
-        assert_eq!(run("toxi", "tcsh").stderr, "Unknown shell 'tcsh': use bash, zsh or fish.\n\n");
+        assert_eq!(
+            run("toxi", "tcsh").stderr,
+            "Unknown shell 'tcsh': use bash, zsh or fish.\n\n"
+        );
     }
 }

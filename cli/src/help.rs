@@ -79,7 +79,11 @@ pub fn main_page(prog: &str, version: &str) -> String {
         .collect();
     // The reference lists `toxic` after `delete`, then `help`.
     entries.push((
-        format!("{}, {}", catalog::TOXIC_NAME, catalog::TOXIC_ALIASES.join(", ")),
+        format!(
+            "{}, {}",
+            catalog::TOXIC_NAME,
+            catalog::TOXIC_ALIASES.join(", ")
+        ),
         fill(TOXIC_USAGE, prog),
     ));
     entries.push((HELP_NAMES.to_string(), HELP_USAGE.to_string()));
@@ -154,31 +158,96 @@ pub fn help_page(prog: &str) -> String {
     tabwriter::align(&page, 1, 2)
 }
 
+/// An attribute as `name=<unit>` and what it means.
+type AttributeDoc = (&'static str, &'static str);
+
+/// Toxic types with a description and their attributes.
+const TOXIC_TYPE_TABLE: &[(&str, &str, &[AttributeDoc])] = &[
+    (
+        "latency",
+        "delay all data; each chunk waits latency +/- jitter",
+        &[
+            ("latency=<ms>", "the delay"),
+            ("jitter=<ms>", "random variation, drawn per chunk"),
+        ],
+    ),
+    (
+        "bandwidth",
+        "limit the transfer rate",
+        &[(
+            "rate=<KB/s>",
+            "1 KB = 1000 bytes; 0 holds all data until the toxic is removed",
+        )],
+    ),
+    (
+        "slow_close",
+        "delay the close after the peer closed",
+        &[("delay=<ms>", "how long to wait before closing")],
+    ),
+    (
+        "timeout",
+        "drop all data; close the connection once no data came for a while",
+        &[(
+            "timeout=<ms>",
+            "idle time before closing; 0 drops data and never closes",
+        )],
+    ),
+    (
+        "reset_peer",
+        "reset the connection (TCP RST) after data arrives",
+        &[("timeout=<ms>", "how long after the first data to reset")],
+    ),
+    (
+        "slicer",
+        "cut data into small pieces, with a pause after each",
+        &[
+            ("average_size=<bytes>", "mean piece size (at least 1)"),
+            (
+                "size_variation=<bytes>",
+                "random variation of the size (at most average_size)",
+            ),
+            ("delay=<us>", "pause after each piece, in MICROseconds"),
+        ],
+    ),
+    (
+        "limit_data",
+        "close the connection once a number of bytes went through",
+        &[(
+            "bytes=<bytes>",
+            "bytes allowed per connection and direction",
+        )],
+    ),
+    ("noop", "pass data through unchanged", &[]),
+];
+
 /// toxi's own reference of toxic types (`help toxics`, and after `toxic add --help` on a
 /// terminal).
 pub fn toxic_types(prog: &str) -> String {
-    let text = "TOXIC TYPES (--type/-t) AND THEIR ATTRIBUTES (--attribute/-a key=value):
-   Every attribute defaults to 0. Times are in milliseconds unless noted.
-
-   latency\tdelay all data; each chunk waits latency +/- jitter
-   \tlatency=<ms>\tthe delay
-   \tjitter=<ms>\trandom variation, drawn per chunk
-   bandwidth\tlimit the transfer rate
-   \trate=<KB/s>\t1 KB = 1000 bytes; 0 holds all data until the toxic is removed
-   slow_close\tdelay the close after the peer closed
-   \tdelay=<ms>\thow long to wait before closing
-   timeout\tdrop all data; close the connection once no data came for a while
-   \ttimeout=<ms>\tidle time before closing; 0 drops data and never closes
-   reset_peer\treset the connection (TCP RST) after data arrives
-   \ttimeout=<ms>\thow long after the first data to reset
-   slicer\tcut data into small pieces, with a pause after each
-   \taverage_size=<bytes>\tmean piece size (at least 1)
-   \tsize_variation=<bytes>\trandom variation of the size (at most average_size)
-   \tdelay=<us>\tpause after each piece, in MICROseconds
-   limit_data\tclose the connection once a number of bytes went through
-   \tbytes=<bytes>\tbytes allowed per connection and direction
-   noop\tpass data through unchanged
-
+    let type_width = TOXIC_TYPE_TABLE
+        .iter()
+        .map(|t| t.0.len())
+        .max()
+        .unwrap_or(0)
+        + 2;
+    let attr_width = TOXIC_TYPE_TABLE
+        .iter()
+        .flat_map(|t| t.2.iter().map(|a| a.0.len()))
+        .max()
+        .unwrap_or(0)
+        + 2;
+    let mut out = String::from(
+        "TOXIC TYPES (--type/-t) AND THEIR ATTRIBUTES (--attribute/-a key=value):\n   Every attribute defaults to 0. Times are in milliseconds unless noted.\n\n",
+    );
+    for (name, description, attributes) in TOXIC_TYPE_TABLE {
+        out.push_str(&format!("   {name:type_width$}{description}\n"));
+        for (attribute, meaning) in *attributes {
+            out.push_str(&format!(
+                "   {:type_width$}{attribute:attr_width$}{meaning}\n",
+                ""
+            ));
+        }
+    }
+    let rest = "
 STREAMS:
    --downstream, -d\tserver -> client (responses); the default
    --upstream, -u\tclient -> server (requests)
@@ -193,7 +262,8 @@ EXAMPLES:
    {prog} toxic update -n latency_downstream -a latency=500 myProxy
    {prog} toxic remove -n blackhole myProxy
 ";
-    tabwriter::align(&fill(text, prog), 1, 2)
+    out.push_str(&tabwriter::align(&fill(rest, prog), 1, 2));
+    out
 }
 
 /// The page of an extension command such as `completions`.
@@ -320,7 +390,9 @@ OPTIONS:
             "NAME:\n   toxiproxy-cli list - list all proxies\n                          usage: 'toxiproxy-cli list'\n\n\nUSAGE:\n   toxiproxy-cli list [command options]\n\nCOMMANDS:\n   help, h  Shows a list of commands or help for one command\n\nOPTIONS:\n   --help  show help (default: false)\n"
         );
         let inspect = command_page(P, None, find_command("inspect").unwrap(), Form::Error);
-        assert!(inspect.contains("\n                             usage: 'toxiproxy-cli inspect <proxyName>'\n"));
+        assert!(inspect.contains(
+            "\n                             usage: 'toxiproxy-cli inspect <proxyName>'\n"
+        ));
     }
 
     #[test]

@@ -55,7 +55,7 @@ impl Style {
         out.push_str(text);
         out.push_str(self.color(NONE));
         out.push('\t');
-        out.extend(std::iter::repeat_n('\t', extra));
+        out.push_str(&"\t".repeat(extra));
     }
 }
 
@@ -99,7 +99,10 @@ pub fn list(proxies: &BTreeMap<String, Proxy>, style: Style, prog: &str) -> Stri
         out.push_str(style.color(NONE));
         out.push('\n');
     }
-    style.hint(&mut out, &format!("inspect toxics with `{prog} inspect <proxyName>`"));
+    style.hint(
+        &mut out,
+        &format!("inspect toxics with `{prog} inspect <proxyName>`"),
+    );
     out
 }
 
@@ -137,7 +140,9 @@ pub fn inspect(proxy: &Proxy, style: Style, prog: &str) -> String {
 fn toxic_section(out: &mut String, title: &str, toxics: &[&Toxic], style: Style) {
     out.push_str(&format!("{GREEN}{title} toxics:\n{NONE}"));
     if toxics.is_empty() {
-        out.push_str(&format!("{RED}Proxy has no {title} toxics enabled.\n{NONE}"));
+        out.push_str(&format!(
+            "{RED}Proxy has no {title} toxics enabled.\n{NONE}"
+        ));
         return;
     }
     for toxic in toxics {
@@ -357,7 +362,9 @@ mod tests {
         );
         let want = "\x1b[35mName: \x1b[0mecho\t\x1b[34mListen: \x1b[0m127.0.0.1:26501\t\x1b[33mUpstream: \x1b[0m127.0.0.1:26500\n\x1b[0m======================================================================\n\x1b[32mUpstream toxics:\n\x1b[0m\x1b[34mlimit_data_upstream:\x1b[0m\ttype=limit_data\tstream=upstream\ttoxicity=0.25\tattributes=[\tbytes=1e+06\t]\n\n\x1b[32mDownstream toxics:\n\x1b[0m\x1b[34mlatency_downstream:\x1b[0m\ttype=latency\tstream=downstream\ttoxicity=1.00\tattributes=[\tjitter=5\tlatency=1000\t]\n\n\x1b[0mHint: add a toxic with `toxiproxy-cli toxic add`\n";
         assert_eq!(inspect(&p, TTY, "toxiproxy-cli"), want);
-        let off = proxy(r#"{"name":"off","listen":"127.0.0.1:26603","upstream":"localhost:1","enabled":false,"toxics":[]}"#);
+        let off = proxy(
+            r#"{"name":"off","listen":"127.0.0.1:26603","upstream":"localhost:1","enabled":false,"toxics":[]}"#,
+        );
         assert_eq!(inspect(&off, PIPE, "x"), "");
         assert_eq!(
             inspect(&off, TTY, "toxiproxy-cli"),
@@ -386,6 +393,9 @@ mod tests {
         .unwrap();
         let mut out = String::new();
         toxic_row(&mut out, &t, PIPE);
-        assert_eq!(out, "t\ttype=noop\tstream=downstream\ttoxicity=0.12\tattributes=[\t]\n");
+        assert_eq!(
+            out,
+            "t\ttype=noop\tstream=downstream\ttoxicity=0.12\tattributes=[\t]\n"
+        );
     }
 }

@@ -70,7 +70,7 @@ impl Aligner<'_> {
                 if j < line.len() - 1 {
                     if let Some(&w) = self.widths.get(j) {
                         let n = w.saturating_sub(cell.chars().count());
-                        self.out.extend(std::iter::repeat_n(' ', n));
+                        self.out.push_str(&" ".repeat(n));
                     }
                 }
             }
@@ -95,7 +95,10 @@ mod tests {
 
     #[test]
     fn a_line_without_tabs_ends_a_block() {
-        assert_eq!(align("a\tb\nno tabs\nlonger\tc\n", 1, 2), "a  b\nno tabs\nlonger  c\n");
+        assert_eq!(
+            align("a\tb\nno tabs\nlonger\tc\n", 1, 2),
+            "a  b\nno tabs\nlonger  c\n"
+        );
     }
 
     #[test]
