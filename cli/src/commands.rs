@@ -64,14 +64,10 @@ pub fn execute(
             Action::ToxicAdd => toxic_add(&ctx).await,
             Action::ToxicUpdate => toxic_update(&ctx).await,
             Action::ToxicRemove => toxic_remove(&ctx).await,
-            Action::Completions => unreachable_completions(),
+            // Handled above, before any runtime is needed.
+            Action::Completions => Outcome::default(),
         }
     })
-}
-
-fn unreachable_completions() -> Outcome {
-    // Handled before the runtime starts.
-    Outcome::default()
 }
 
 impl Ctx<'_> {

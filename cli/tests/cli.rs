@@ -815,7 +815,10 @@ fn golden_cli_set() {
         return;
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("golden CLI set: {}", stdout.lines().last().unwrap_or("(no output)"));
+    eprintln!(
+        "golden CLI set: {}",
+        stdout.lines().last().unwrap_or("(no output)")
+    );
     assert!(
         out.status.success() && stdout.contains(", 0 failed"),
         "golden CLI set failed:\n{stdout}\n{}",
