@@ -347,18 +347,24 @@ impl Registry {
                 return (None, Some(Error::MissingFieldAt("upstream", i + 1)));
             }
         }
-        let mut done = Vec::with_capacity(inputs.len());
-        let wrap = |done: Vec<ProxySnapshot>| if done.is_empty() { None } else { Some(done) };
+        // Snapshots are taken after the loop, so a proxy replaced later in the same
+        // request shows its final (stopped) state, as in the reference.
+        let mut done: Vec<Arc<Proxy>> = Vec::with_capacity(inputs.len());
+        let mut error = None;
         for input in inputs {
             match self.populate_one(input).await {
-                Ok(snapshot) => done.push(snapshot),
-                Err(e) => return (wrap(done), Some(e)),
+                Ok(proxy) => done.push(proxy),
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
             }
         }
-        (wrap(done), None)
+        let snapshots = (!done.is_empty()).then(|| done.iter().map(|p| p.snapshot()).collect());
+        (snapshots, error)
     }
 
-    async fn populate_one(&self, input: ProxyInput) -> Result<ProxySnapshot, Error> {
+    async fn populate_one(&self, input: ProxyInput) -> Result<Arc<Proxy>, Error> {
         let existing = lock(&self.proxies).get(&input.name).cloned();
         let Some(old) = existing else {
             let proxy = Proxy::new(&input);
@@ -366,7 +372,7 @@ impl Registry {
                 proxy.start(&self.config)?;
             }
             lock(&self.proxies).insert(input.name.clone(), proxy.clone());
-            return Ok(proxy.snapshot());
+            return Ok(proxy);
         };
         let _guard = old.lifecycle.lock().await;
         let resolved = addr::resolve(&input.listen).map_err(Error::Listen)?;
@@ -374,7 +380,8 @@ impl Registry {
             let st = lock(&old.state);
             if resolved.display == st.listen && input.upstream == st.upstream {
                 drop(st);
-                return Ok(old.snapshot());
+                drop(_guard);
+                return Ok(old);
             }
         }
         old.stop().await;
@@ -390,7 +397,7 @@ impl Registry {
                 .or_insert_with(|| proxy.clone());
         }
         drop(map);
-        Ok(proxy.snapshot())
+        Ok(proxy)
     }
 
     /// POST /reset: in name order, enables every proxy and removes all its toxics; carries

@@ -115,7 +115,7 @@ impl Server {
         let api_addr = listener
             .local_addr()
             .map_err(|e| StartError::ApiBind(e.to_string()))?;
-        tracing::info!(address = %address, "Starting Toxiproxy HTTP server");
+        tracing::info!(address = %api_addr, "Starting Toxiproxy HTTP server");
         let shutdown = CancellationToken::new();
         let metrics =
             crate::metrics::renderer(&registry, config.proxy_metrics, config.runtime_metrics);

@@ -2,5 +2,9 @@
 
 mod support;
 
+mod api;
+mod faults;
+mod hostile;
+mod process;
 mod proxies;
 mod toxics;

@@ -1,0 +1,238 @@
+//! The `toxi-server` binary as a process: flags, API bind failure, SIGTERM under traffic,
+//! and running out of file descriptors.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+const SERVER: &str = env!("CARGO_BIN_EXE_toxi-server");
+
+/// A server process whose API address was read from its startup log line.
+struct Proc {
+    child: Child,
+    api: SocketAddr,
+    /// Every stdout line so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `command` (which runs toxi-server with `-port 0`) and waits for the API line.
+fn spawn(mut command: Command) -> Proc {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .env("LOG_LEVEL", "info");
+    let mut child = command.spawn().expect("server spawns");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lines = log.clone();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            lines.lock().unwrap().push(line.clone());
+            if !sent && line.contains("Starting Toxiproxy HTTP server") {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let addr: SocketAddr = v["address"].as_str().unwrap().parse().unwrap();
+                let _ = tx.send(addr);
+                sent = true;
+            }
+        }
+    });
+    let api = rx
+        .recv_timeout(PATIENCE)
+        .expect("server logs its API address");
+    Proc { child, api, log }
+}
+
+fn server_command() -> Command {
+    let mut c = Command::new(SERVER);
+    c.args(["-host=127.0.0.1", "-port=0"]);
+    c
+}
+
+async fn create_proxy(api: SocketAddr, name: &str, upstream: SocketAddr) -> String {
+    let body = format!(r#"{{"name":"{name}","listen":"127.0.0.1:0","upstream":"{upstream}"}}"#);
+    let (status, reply) = http(api, "POST", "/proxies", &body).await;
+    assert_eq!(status, 201, "{reply}");
+    let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    v["listen"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn version_help_and_unknown_flags() {
+    let out = Command::new(SERVER).arg("-version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text,
+        format!("toxiproxy-server version {}\n", toxi::VERSION)
+    );
+    let out = Command::new(SERVER).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with(&format!("Usage of {SERVER}:\n")), "{err}");
+    assert!(err.contains(
+        "  -host string\n    \tHost for toxiproxy's API to listen on (default \"localhost\")\n"
+    ));
+    let out = Command::new(SERVER).arg("-bogus").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .starts_with("flag provided but not defined: -bogus\n"));
+}
+
+/// DECISIONS §2.8: a failed API bind exits non-zero with a one-line reason.
+#[test]
+fn api_bind_failure_exits() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let out = Command::new(SERVER)
+        .args(["-host", "127.0.0.1", "-port", &port.to_string()])
+        .env("LOG_LEVEL", "disabled")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("address already in use"), "{err}");
+}
+
+#[tokio::test]
+async fn config_file_populates_before_the_api_listens() {
+    let upstream = echo_upstream().await;
+    let dir = std::env::temp_dir().join(format!("toxi-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("proxies.json");
+    std::fs::write(
+        &file,
+        format!(r#"[{{"name":"from_file","listen":"127.0.0.1:0","upstream":"{upstream}"}}]"#),
+    )
+    .unwrap();
+    let mut cmd = server_command();
+    cmd.arg(format!("-config={}", file.display()));
+    let server = spawn(cmd);
+    // The API answers only after populating, so the proxy is there on the first request.
+    let (status, body) = http(server.api, "GET", "/proxies", "").await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let listen = v["from_file"]["listen"]
+        .as_str()
+        .expect("proxy from file")
+        .to_string();
+    let mut c = TcpStream::connect(listen.as_str()).await.unwrap();
+    c.write_all(b"hi").await.unwrap();
+    assert_eq!(read_n(&mut c, 2).await, b"hi");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn sigterm_during_traffic_exits_promptly() {
+    let mut server = spawn(server_command());
+    let listen = create_proxy(server.api, "busy", echo_upstream().await).await;
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        let c = TcpStream::connect(listen.as_str()).await.unwrap();
+        let (mut r, mut w) = c.into_split();
+        streams.push(tokio::spawn(async move {
+            let block = vec![7u8; 64 * 1024];
+            loop {
+                if w.write_all(&block).await.is_err() {
+                    return;
+                }
+            }
+        }));
+        streams.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            while matches!(r.read(&mut buf).await, Ok(n) if n > 0) {}
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "server did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    for s in streams {
+        within("streams end", s).await.unwrap();
+    }
+}
+
+/// DECISIONS §2.4: with descriptors exhausted, accept backs off and recovers; the proxy
+/// never goes silently dead.
+#[tokio::test]
+async fn accept_recovers_after_fd_exhaustion() {
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        &format!("ulimit -n 64 && exec {SERVER} -host=127.0.0.1 -port=0"),
+    ]);
+    let server = spawn(cmd);
+    let listen = create_proxy(server.api, "fds", echo_upstream().await).await;
+    // Each proxied connection costs the server two descriptors: 60 clients exhaust 64.
+    let mut clients = Vec::new();
+    for _ in 0..60 {
+        match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(listen.as_str()))
+            .await
+        {
+            Ok(Ok(c)) => clients.push(c),
+            _ => break,
+        }
+    }
+    assert!(
+        clients.len() > 40,
+        "connections are queued by the kernel: {}",
+        clients.len()
+    );
+    let exhausted = || {
+        server
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("Error while accepting client"))
+    };
+    within("the server to run out of descriptors", async {
+        while !exhausted() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    drop(clients);
+    // Once descriptors are free again, new clients are served.
+    let mut c = within(
+        "connect after exhaustion",
+        TcpStream::connect(listen.as_str()),
+    )
+    .await
+    .unwrap();
+    c.write_all(b"alive").await.unwrap();
+    assert_eq!(read_n(&mut c, 5).await, b"alive");
+    let (status, _) = http(server.api, "GET", "/proxies/fds", "").await;
+    assert_eq!(status, 200);
+}
