@@ -5,6 +5,7 @@ mod support;
 mod api;
 mod faults;
 mod hostile;
+mod library;
 mod logging;
 mod metrics;
 mod process;
