@@ -236,3 +236,40 @@ async fn accept_recovers_after_fd_exhaustion() {
     let (status, _) = http(server.api, "GET", "/proxies/fds", "").await;
     assert_eq!(status, 200);
 }
+
+/// `-api-token` / `TOXI_API_TOKEN`: every route but `/version` needs the bearer token.
+#[tokio::test]
+async fn api_token_from_flag_or_environment() {
+    for by_env in [false, true] {
+        let mut cmd = server_command();
+        if by_env {
+            cmd.env("TOXI_API_TOKEN", "s3cret");
+        } else {
+            cmd.arg("-api-token=s3cret");
+        }
+        let server = spawn(cmd);
+        let (status, _) = http(server.api, "GET", "/version", "").await;
+        assert_eq!(status, 200, "/version stays open");
+        let (status, body) = http(server.api, "GET", "/proxies", "").await;
+        assert_eq!(status, 401, "{body}");
+        assert!(body.starts_with(r#"{"error":"unauthorized","status":401}"#));
+        let (status, _, _) = http_raw(
+            server.api,
+            "GET",
+            "/proxies",
+            &[("Authorization", "Bearer wrong")],
+            b"",
+        )
+        .await;
+        assert_eq!(status, 401);
+        let (status, _, _) = http_raw(
+            server.api,
+            "GET",
+            "/proxies",
+            &[("Authorization", "Bearer s3cret")],
+            b"",
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+}
