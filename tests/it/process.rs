@@ -63,14 +63,6 @@ fn server_command() -> Command {
     c
 }
 
-async fn create_proxy(api: SocketAddr, name: &str, upstream: SocketAddr) -> String {
-    let body = format!(r#"{{"name":"{name}","listen":"127.0.0.1:0","upstream":"{upstream}"}}"#);
-    let (status, reply) = http(api, "POST", "/proxies", &body).await;
-    assert_eq!(status, 201, "{reply}");
-    let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
-    v["listen"].as_str().unwrap().to_string()
-}
-
 #[test]
 fn version_help_and_unknown_flags() {
     let out = Command::new(SERVER).arg("-version").output().unwrap();
@@ -141,7 +133,7 @@ async fn config_file_populates_before_the_api_listens() {
 #[tokio::test]
 async fn sigterm_during_traffic_exits_promptly() {
     let mut server = spawn(server_command());
-    let listen = create_proxy(server.api, "busy", echo_upstream().await).await;
+    let listen = create_proxy_http(server.api, "busy", echo_upstream().await).await;
     let mut streams = Vec::new();
     for _ in 0..8 {
         let c = TcpStream::connect(listen.as_str()).await.unwrap();
@@ -193,7 +185,7 @@ async fn accept_recovers_after_fd_exhaustion() {
         &format!("ulimit -n 64 && exec {SERVER} -host=127.0.0.1 -port=0"),
     ]);
     let server = spawn(cmd);
-    let listen = create_proxy(server.api, "fds", echo_upstream().await).await;
+    let listen = create_proxy_http(server.api, "fds", echo_upstream().await).await;
     // Each proxied connection costs the server two descriptors: 60 clients exhaust 64.
     let mut clients = Vec::new();
     for _ in 0..60 {
