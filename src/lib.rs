@@ -8,11 +8,16 @@
 //! * [`proxy`]: listeners, connections and links (the data path);
 //! * [`registry`]: the proxy collection and its API semantics;
 //! * [`api`]: the Toxiproxy HTTP API on hyper;
-//! * [`metrics`]: Prometheus `/metrics`;
-//! * [`server`]: start a whole server in-process ([`server::Server::start`]).
+//! * [`metrics`]: Prometheus `/metrics` and the series the engine feeds (the registry
+//!   takes its counters from [`metrics::Store`]);
+//! * [`logging`]: zerolog-style JSON (or text) logs on stdout, `LOG_LEVEL`;
+//! * [`server`]: start a whole server in-process ([`server::Server::start`]);
+//! * [`client`]: a typed async client for every API route (the `toxi` CLI uses it).
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod client;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod proxy;

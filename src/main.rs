@@ -164,49 +164,9 @@ fn parse(argv0: &str, args: &[String]) -> Result<Flags, ExitCode> {
     })
 }
 
-/// Maps `LOG_LEVEL` (the reference's names, case-insensitive) to a tracing filter.
-/// Unset means everything, as in the reference.
-fn log_filter() -> (tracing_subscriber::filter::LevelFilter, Option<String>) {
-    use tracing_subscriber::filter::LevelFilter;
-    let Ok(raw) = std::env::var("LOG_LEVEL") else {
-        return (LevelFilter::TRACE, None);
-    };
-    let level = match raw.to_ascii_lowercase().as_str() {
-        "trace" => LevelFilter::TRACE,
-        "debug" => LevelFilter::DEBUG,
-        "info" | "" => LevelFilter::INFO,
-        "warn" => LevelFilter::WARN,
-        "error" | "fatal" | "panic" => LevelFilter::ERROR,
-        "disabled" => LevelFilter::OFF,
-        other => match other.parse::<i8>() {
-            Ok(n) if n <= -1 => LevelFilter::TRACE,
-            Ok(0) => LevelFilter::DEBUG,
-            Ok(1) => LevelFilter::INFO,
-            Ok(2) => LevelFilter::WARN,
-            Ok(3..=5) => LevelFilter::ERROR,
-            Ok(_) => LevelFilter::OFF,
-            Err(_) => return (LevelFilter::TRACE, Some(raw)),
-        },
-    };
-    (level, None)
-}
-
+/// Sets up logging from `LOG_LEVEL` and `LOG_FORMAT` (see `toxi::logging`).
 fn init_logging() {
-    let (level, invalid) = log_filter();
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_max_level(level)
-        .with_writer(std::io::stdout)
-        .init();
-    if let Some(raw) = invalid {
-        tracing::error!(
-            error = format!("Unknown Level String: '{raw}', defaulting to NoLevel"),
-            "unknown LOG_LEVEL value: {raw:?}"
-        );
-    }
+    toxi::logging::init();
 }
 
 async fn wait_for_signal() {

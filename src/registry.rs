@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
+use crate::metrics::Store;
 use crate::model::{Direction, ToxicKind};
 use crate::proxy::{addr, Chain, ChainEntry, EngineConfig, InstanceStats, Running};
 
@@ -95,6 +96,8 @@ pub struct Registry {
     proxies: Mutex<BTreeMap<String, Arc<Proxy>>>,
     /// Source of toxic uids (unique for the process's life).
     next_uid: AtomicU64,
+    /// Metric series (byte counters, toxic activations), kept across proxy restarts.
+    metrics: Arc<Store>,
 }
 
 /// One named proxy.
@@ -105,6 +108,7 @@ struct Proxy {
     state: Mutex<ProxyState>,
     /// The published toxic chains per direction; connections subscribe to them.
     chains: Arc<[watch::Sender<Chain>; 2]>,
+    metrics: Arc<Store>,
 }
 
 struct ProxyState {
@@ -112,6 +116,7 @@ struct ProxyState {
     upstream: String,
     /// Present while the proxy is enabled.
     running: Option<Running>,
+    /// The counters of the current (or last) instance: its metrics series.
     stats: Arc<InstanceStats>,
     /// Per direction, in chain order.
     toxics: [Vec<ToxicRecord>; 2],
@@ -123,6 +128,7 @@ struct ToxicRecord {
     uid: u64,
     attr_gen: u64,
     toxicity_gen: u64,
+    activations: Arc<AtomicU64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -132,7 +138,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Proxy {
-    fn new(input: &ProxyInput) -> Arc<Proxy> {
+    fn new(input: &ProxyInput, metrics: &Arc<Store>) -> Arc<Proxy> {
         Arc::new(Proxy {
             name: input.name.clone(),
             lifecycle: tokio::sync::Mutex::new(()),
@@ -147,6 +153,7 @@ impl Proxy {
                 watch::channel(Chain::default()).0,
                 watch::channel(Chain::default()).0,
             ]),
+            metrics: metrics.clone(),
         })
     }
 
@@ -172,27 +179,39 @@ impl Proxy {
         if st.running.is_some() {
             return Ok(());
         }
-        st.stats = Arc::default();
+        let upstream = st.upstream.clone();
+        let mut stats = None;
         let (bound, running) = Running::start(
             &self.name,
             &st.listen,
-            &st.upstream,
+            &upstream,
             self.chains.clone(),
-            st.stats.clone(),
+            |bound| {
+                let s = self.metrics.instance(&self.name, bound, &upstream);
+                stats = Some(s.clone());
+                s
+            },
             config,
         )
         .map_err(Error::Listen)?;
         st.listen = bound;
         st.running = Some(running);
+        if let Some(stats) = stats {
+            st.stats = stats;
+        }
         Ok(())
     }
 
     /// Stops the proxy, closing its listener and connections. Call with the lifecycle lock.
     async fn stop(&self) {
-        let running = lock(&self.state).running.take();
+        let (running, listen, upstream) = {
+            let mut st = lock(&self.state);
+            (st.running.take(), st.listen.clone(), st.upstream.clone())
+        };
         if let Some(running) = running {
             running.stop().await;
-            tracing::info!(name = %self.name, "Terminated proxy");
+            tracing::info!(name = %self.name, listen = %listen, upstream = %upstream,
+                "Terminated proxy");
         }
     }
 
@@ -206,6 +225,7 @@ impl Proxy {
                 toxicity: t.snapshot.toxicity,
                 attr_gen: t.attr_gen,
                 toxicity_gen: t.toxicity_gen,
+                activations: t.activations.clone(),
             })
             .collect();
         self.chains[dir.index()].send_replace(Arc::new(chain));
@@ -237,7 +257,13 @@ impl Registry {
             config,
             proxies: Mutex::new(BTreeMap::new()),
             next_uid: AtomicU64::new(1),
+            metrics: Arc::default(),
         }
+    }
+
+    /// The metric series of this registry's proxies and toxics (read by `/metrics`).
+    pub fn metrics(&self) -> &Arc<Store> {
+        &self.metrics
     }
 
     /// The engine settings.
@@ -275,7 +301,7 @@ impl Registry {
         if lock(&self.proxies).contains_key(&input.name) {
             return Err(Error::ProxyExists);
         }
-        let proxy = Proxy::new(&input);
+        let proxy = Proxy::new(&input, &self.metrics);
         if input.enabled {
             proxy.start(&self.config)?;
         }
@@ -347,26 +373,32 @@ impl Registry {
                 return (None, Some(Error::MissingFieldAt("upstream", i + 1)));
             }
         }
-        let mut done = Vec::with_capacity(inputs.len());
-        let wrap = |done: Vec<ProxySnapshot>| if done.is_empty() { None } else { Some(done) };
+        // Snapshots are taken after the loop, so a proxy replaced later in the same
+        // request shows its final (stopped) state, as in the reference.
+        let mut done: Vec<Arc<Proxy>> = Vec::with_capacity(inputs.len());
+        let mut error = None;
         for input in inputs {
             match self.populate_one(input).await {
-                Ok(snapshot) => done.push(snapshot),
-                Err(e) => return (wrap(done), Some(e)),
+                Ok(proxy) => done.push(proxy),
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
             }
         }
-        (wrap(done), None)
+        let snapshots = (!done.is_empty()).then(|| done.iter().map(|p| p.snapshot()).collect());
+        (snapshots, error)
     }
 
-    async fn populate_one(&self, input: ProxyInput) -> Result<ProxySnapshot, Error> {
+    async fn populate_one(&self, input: ProxyInput) -> Result<Arc<Proxy>, Error> {
         let existing = lock(&self.proxies).get(&input.name).cloned();
         let Some(old) = existing else {
-            let proxy = Proxy::new(&input);
+            let proxy = Proxy::new(&input, &self.metrics);
             if input.enabled {
                 proxy.start(&self.config)?;
             }
             lock(&self.proxies).insert(input.name.clone(), proxy.clone());
-            return Ok(proxy.snapshot());
+            return Ok(proxy);
         };
         let _guard = old.lifecycle.lock().await;
         let resolved = addr::resolve(&input.listen).map_err(Error::Listen)?;
@@ -374,11 +406,12 @@ impl Registry {
             let st = lock(&old.state);
             if resolved.display == st.listen && input.upstream == st.upstream {
                 drop(st);
-                return Ok(old.snapshot());
+                drop(_guard);
+                return Ok(old);
             }
         }
         old.stop().await;
-        let proxy = Proxy::new(&input);
+        let proxy = Proxy::new(&input, &self.metrics);
         if input.enabled {
             proxy.start(&self.config)?;
         }
@@ -390,7 +423,7 @@ impl Registry {
                 .or_insert_with(|| proxy.clone());
         }
         drop(map);
-        Ok(proxy.snapshot())
+        Ok(proxy)
     }
 
     /// POST /reset: in name order, enables every proxy and removes all its toxics; carries
@@ -432,11 +465,15 @@ impl Registry {
         }
         toxic.kind.validate().map_err(Error::BadRequest)?;
         let dir = toxic.direction;
+        let activations =
+            self.metrics
+                .toxic_activations(&proxy.name, &toxic.name, toxic.kind.type_name(), dir);
         st.toxics[dir.index()].push(ToxicRecord {
             snapshot: toxic.clone(),
             uid: self.next_uid.fetch_add(1, Ordering::Relaxed),
             attr_gen: 0,
             toxicity_gen: 0,
+            activations,
         });
         proxy.publish(&st, dir);
         tracing::info!(name = %proxy.name, toxic = %toxic.name, r#type = toxic.kind.type_name(),

@@ -1,13 +1,28 @@
 //! The composition root: build the registry, apply `-config` before the API listens,
 //! serve the API, and shut everything down on request.
 //!
-//! [`Server::start`] is what the binary, the tests and embedding applications call:
+//! [`Server::start`] is what the binary, the tests and embedding applications call. One
+//! call starts a whole server on `127.0.0.1` with an OS-picked port; [`Server::client`]
+//! drives it over its real HTTP API:
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), toxi::server::StartError> {
-//! let server = toxi::server::Server::start(toxi::server::Config::for_tests()).await?;
-//! println!("API at {}", server.url());
-//! server.shutdown().await;
+//! ```
+//! use toxi::client::{NewProxy, NewToxic};
+//! use toxi::server::{Config, Server};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let toxi = Server::start(Config::for_tests()).await?;
+//! let client = toxi.client();
+//! let db = client
+//!     .create_proxy(&NewProxy::new("postgres", "127.0.0.1:0", "127.0.0.1:5432"))
+//!     .await?;
+//! client
+//!     .add_toxic("postgres", &NewToxic::new("latency").attribute("latency", 300))
+//!     .await?;
+//! // Point the code under test at `db.listen` instead of 127.0.0.1:5432.
+//! assert!(db.listen.starts_with("127.0.0.1:"));
+//! assert_eq!(client.toxics("postgres").await?[0].name, "latency_downstream");
+//! toxi.shutdown().await;
 //! # Ok(()) }
 //! ```
 
@@ -141,6 +156,11 @@ impl Server {
     /// The API base URL, e.g. `http://127.0.0.1:8474`.
     pub fn url(&self) -> String {
         format!("http://{}", self.api_addr)
+    }
+
+    /// A typed API client for this server.
+    pub fn client(&self) -> crate::client::Client {
+        crate::client::Client::new(&self.url())
     }
 
     /// The proxy registry, for in-process control without HTTP.

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
@@ -103,6 +104,8 @@ pub struct Call {
     pub method: Method,
     pub body: Incoming,
     pub content_length: Option<u64>,
+    /// The request said `Expect: 100-continue`.
+    pub expect_continue: bool,
     pub request_id: String,
 }
 
@@ -111,41 +114,71 @@ struct Ctx {
     limits: Arc<Limits>,
     body: Option<Incoming>,
     content_length: Option<u64>,
+    expect_continue: bool,
 }
+
+/// How much of an oversized body is read and thrown away before answering 413, so that the
+/// client has finished sending and reads the answer instead of a connection reset.
+const DRAIN_LIMIT: u64 = 8 << 20;
 
 impl Ctx {
     /// Reads the whole body, at most `limits.max_body` bytes, within the read timeout.
     async fn read_body(&mut self) -> Result<Bytes, BodyError> {
-        let Some(body) = self.body.take() else {
+        let Some(mut body) = self.body.take() else {
             return Ok(Bytes::new());
         };
-        let max = self.limits.max_body;
-        if self.content_length.is_some_and(|n| n > max as u64) {
+        let max = self.limits.max_body as u64;
+        let mut too_large = self.content_length.is_some_and(|n| n > max);
+        if too_large && (self.expect_continue || self.content_length > Some(DRAIN_LIMIT)) {
+            // The client is waiting for `100 Continue` (or would send too much): refuse now.
             return Err(BodyError::TooLarge);
         }
-        let collect = Limited::new(body, max).collect();
-        match tokio::time::timeout(self.limits.body_read_timeout, collect).await {
-            Err(_) => Err(BodyError::Read("i/o timeout".to_owned())),
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(e)) => {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    Err(BodyError::TooLarge)
-                } else {
-                    Err(BodyError::Read(e.to_string()))
-                }
+        let deadline = tokio::time::Instant::now() + self.limits.body_read_timeout;
+        let mut buf = BytesMut::new();
+        let mut total: u64 = 0;
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(None) => break,
+                Ok(Some(Ok(frame))) => frame,
+                Ok(Some(Err(_))) | Err(_) if too_large => break,
+                Ok(Some(Err(e))) => return Err(BodyError::Read(e.to_string())),
+                Err(_) => return Err(BodyError::Read("i/o timeout".to_owned())),
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            total += data.len() as u64;
+            if total > max {
+                too_large = true;
+                buf = BytesMut::new();
             }
+            if too_large {
+                if total > DRAIN_LIMIT {
+                    break;
+                }
+            } else {
+                buf.extend_from_slice(&data);
+            }
+        }
+        if too_large {
+            Err(BodyError::TooLarge)
+        } else {
+            Ok(buf.freeze())
         }
     }
 
     /// The body, or the error reply in the usual shape.
     async fn body(&mut self) -> Result<Bytes, Reply> {
         self.read_body().await.map_err(|e| match e {
-            BodyError::TooLarge => Reply::error("request body too large", 413),
+            BodyError::TooLarge => too_large(Reply::error("request body too large", 413)),
             BodyError::Read(msg) => Reply::error(&format!("bad request body: {msg}"), 400),
         })
     }
+}
+
+/// A 413 also ends the connection: the rest of the body may still be on its way.
+fn too_large(reply: Reply) -> Reply {
+    reply.with_header(hyper::header::CONNECTION, "close")
 }
 
 /// Runs one handler to completion.
@@ -155,6 +188,7 @@ pub async fn run(state: ApiState, limits: Arc<Limits>, call: Call) -> Reply {
         method,
         body,
         content_length,
+        expect_continue,
         request_id,
     } = call;
     let mut ctx = Ctx {
@@ -162,6 +196,7 @@ pub async fn run(state: ApiState, limits: Arc<Limits>, call: Call) -> Reply {
         limits,
         body: Some(body),
         content_length,
+        expect_continue,
     };
     let result = match route {
         Route::Reset => reset(&ctx).await,
@@ -279,7 +314,7 @@ async fn populate(ctx: &mut Ctx) -> Reply {
     };
     let body = match ctx.read_body().await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return failed("request body too large", 413),
+        Err(BodyError::TooLarge) => return too_large(failed("request body too large", 413)),
         Err(BodyError::Read(msg)) => return failed(&format!("bad request body: {msg}"), 400),
     };
     let entries = match json::decode_populate(&body) {

@@ -271,7 +271,10 @@ async fn handle(
     let route = match routing {
         Routing::Matched(route) => route,
         Routing::NotFound => return respond(Reply::text_error(404, "404 page not found")),
-        Routing::MethodNotAllowed => return respond(Reply::empty(405)),
+        Routing::MethodNotAllowed => {
+            // Explicit, so that a HEAD request sees it too (as from Go).
+            return respond(Reply::empty(405).with_header(header::CONTENT_LENGTH, "0"));
+        }
         Routing::Redirect(location) => {
             let mut resp = respond(Reply::empty(301));
             if let Ok(v) = HeaderValue::from_str(&location) {
@@ -322,11 +325,16 @@ async fn matched(
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
+        let expect_continue = req
+            .headers()
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let call = Call {
             route,
             method: method.clone(),
             body: req.into_body(),
             content_length,
+            expect_continue,
             request_id: request_id.clone(),
         };
         // The handler runs as its own task: it finishes even if the client goes away or

@@ -4,12 +4,13 @@
 //! `watch` channel per direction. Publishing never waits: each link picks up the newest
 //! snapshot at its next step and edits its own stages in place (see `link.rs`).
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::model::ToxicKind;
 
 /// One toxic as a link sees it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ChainEntry {
     /// Unique for the life of the process; identifies the toxic across updates.
     pub uid: u64,
@@ -20,6 +21,9 @@ pub struct ChainEntry {
     /// Bumped when `toxicity` is updated: the only event that re-rolls a live link's
     /// toxicity (DECISIONS §2.12).
     pub toxicity_gen: u64,
+    /// The toxic's activation counter (`toxi_toxic_activations_total`): a link adds one
+    /// when the toxic starts acting on it (see `crate::metrics`).
+    pub activations: Arc<AtomicU64>,
 }
 
 /// The ordered toxics of one direction.

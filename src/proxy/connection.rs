@@ -49,7 +49,8 @@ pub(crate) async fn serve(
     inst.stats
         .active
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    tracing::debug!(name = %inst.name, client = %peer, "Accepted client");
+    tracing::debug!(name = %inst.name, listen = %inst.listen, upstream = %inst.upstream,
+        client = %peer, "Accepted client");
 
     let seed = mix(mix(inst.seed, hash_str(&inst.name)), seq);
     let link = |dir: Direction, src, dst| Link {
@@ -73,5 +74,6 @@ pub(crate) async fn serve(
     inst.stats
         .active
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    tracing::debug!(name = %inst.name, client = %peer, upstream_end = ?a, downstream_end = ?b, "Closed client");
+    tracing::debug!(name = %inst.name, listen = %inst.listen, upstream = %inst.upstream,
+        client = %peer, upstream_end = ?a, downstream_end = ?b, "Closed client");
 }

@@ -390,12 +390,16 @@ struct Stage {
 impl Stage {
     fn new(entry: &ChainEntry, seed: u64, now: Instant) -> Stage {
         let rng = SmallRng::seed_from_u64(mix(seed, entry.uid));
+        let active = roll(seed, entry.uid, entry.toxicity_gen, entry.toxicity);
+        if active {
+            entry.activations.fetch_add(1, Ordering::Relaxed);
+        }
         Stage {
             uid: entry.uid,
             attr_gen: entry.attr_gen,
             toxicity_gen: entry.toxicity_gen,
             kind: entry.kind.clone(),
-            active: roll(seed, entry.uid, entry.toxicity_gen, entry.toxicity),
+            active,
             toxic: toxics::build(&entry.kind, rng, now),
             inbox: VecDeque::new(),
             bypass: VecDeque::new(),
@@ -469,6 +473,9 @@ impl Stage {
             if self.active && !active {
                 let mut held = self.toxic.drain();
                 self.bypass.append(&mut held);
+            }
+            if active && !self.active {
+                entry.activations.fetch_add(1, Ordering::Relaxed);
             }
             self.active = active;
             self.toxicity_gen = entry.toxicity_gen;

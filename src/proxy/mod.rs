@@ -58,6 +58,8 @@ pub struct InstanceStats {
 /// changed listen or upstream means a new instance.
 pub(crate) struct Instance {
     pub name: String,
+    /// The bound listen address (the `listener` metrics label and log field).
+    pub listen: String,
     pub upstream: String,
     pub seed: u64,
     pub dial_timeout: Duration,
@@ -76,12 +78,13 @@ pub(crate) struct Running {
 impl Running {
     /// Binds `listen` and starts accepting. Returns the bound address as the reference
     /// reports it, and the handle. Errors are the reference's `listen tcp …` texts.
+    /// `stats_for` gives the counters for the bound address (the metrics series).
     pub(crate) fn start(
         name: &str,
         listen: &str,
         upstream: &str,
         chains: Arc<[watch::Sender<Chain>; 2]>,
-        stats: Arc<InstanceStats>,
+        stats_for: impl FnOnce(&str) -> Arc<InstanceStats>,
         config: &EngineConfig,
     ) -> Result<(String, Running), String> {
         let std_listener = addr::bind(listen)?;
@@ -93,11 +96,12 @@ impl Running {
             .map_err(|e| format!("listen tcp {listen}: {}", addr::os_error_text(&e)))?;
         let inst = Arc::new(Instance {
             name: name.to_string(),
+            listen: bound.clone(),
             upstream: upstream.to_string(),
             seed: config.seed,
             dial_timeout: config.dial_timeout,
             chains,
-            stats,
+            stats: stats_for(&bound),
             next_seq: AtomicU64::new(0),
         });
         let cancel = CancellationToken::new();

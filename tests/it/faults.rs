@@ -19,14 +19,6 @@ async fn timed(api: SocketAddr, method: &str, path: &str, body: &str) -> (u16, D
     (status, took)
 }
 
-async fn api_proxy(api: SocketAddr, name: &str, upstream: SocketAddr) -> String {
-    let body = format!(r#"{{"name":"{name}","listen":"127.0.0.1:0","upstream":"{upstream}"}}"#);
-    let (status, reply) = http(api, "POST", "/proxies", &body).await;
-    assert_eq!(status, 201, "{reply}");
-    let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
-    v["listen"].as_str().unwrap().to_string()
-}
-
 /// An upstream that writes forever, as fast as the proxy takes it.
 async fn flood_upstream() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -46,7 +38,7 @@ async fn flood_upstream() -> SocketAddr {
 async fn extreme_toxics_carry_traffic_and_the_server_stays_healthy() {
     let server = server().await;
     let api = server.api_addr();
-    let listen = api_proxy(api, "x", echo_upstream().await).await;
+    let listen = create_proxy_http(api, "x", echo_upstream().await).await;
     let extremes = [
         r#"{"name":"lat","type":"latency","stream":"upstream","attributes":{"latency":9223372036854775807,"jitter":9223372036854775807}}"#,
         r#"{"name":"bw","type":"bandwidth","attributes":{"rate":1}}"#,
@@ -133,7 +125,7 @@ fn healthy_registry(server: &toxi::server::Server) {
 async fn stalled_reader_does_not_block_the_api() {
     let server = server().await;
     let api = server.api_addr();
-    let listen = api_proxy(api, "stall", flood_upstream().await).await;
+    let listen = create_proxy_http(api, "stall", flood_upstream().await).await;
     let (s, _) = timed(
         api,
         "POST",
@@ -195,7 +187,7 @@ async fn stalled_reader_does_not_block_the_api() {
 async fn delete_while_a_thousand_connections_stream() {
     let server = server().await;
     let api = server.api_addr();
-    let listen = api_proxy(api, "many", echo_upstream().await).await;
+    let listen = create_proxy_http(api, "many", echo_upstream().await).await;
     let (s, _) = timed(
         api,
         "POST",

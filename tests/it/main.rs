@@ -2,8 +2,12 @@
 
 mod support;
 
+mod api;
 mod faults;
 mod hostile;
+mod library;
+mod logging;
+mod metrics;
 mod process;
 mod proxies;
 mod toxics;

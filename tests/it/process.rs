@@ -63,14 +63,6 @@ fn server_command() -> Command {
     c
 }
 
-async fn create_proxy(api: SocketAddr, name: &str, upstream: SocketAddr) -> String {
-    let body = format!(r#"{{"name":"{name}","listen":"127.0.0.1:0","upstream":"{upstream}"}}"#);
-    let (status, reply) = http(api, "POST", "/proxies", &body).await;
-    assert_eq!(status, 201, "{reply}");
-    let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
-    v["listen"].as_str().unwrap().to_string()
-}
-
 #[test]
 fn version_help_and_unknown_flags() {
     let out = Command::new(SERVER).arg("-version").output().unwrap();
@@ -141,7 +133,7 @@ async fn config_file_populates_before_the_api_listens() {
 #[tokio::test]
 async fn sigterm_during_traffic_exits_promptly() {
     let mut server = spawn(server_command());
-    let listen = create_proxy(server.api, "busy", echo_upstream().await).await;
+    let listen = create_proxy_http(server.api, "busy", echo_upstream().await).await;
     let mut streams = Vec::new();
     for _ in 0..8 {
         let c = TcpStream::connect(listen.as_str()).await.unwrap();
@@ -193,7 +185,7 @@ async fn accept_recovers_after_fd_exhaustion() {
         &format!("ulimit -n 64 && exec {SERVER} -host=127.0.0.1 -port=0"),
     ]);
     let server = spawn(cmd);
-    let listen = create_proxy(server.api, "fds", echo_upstream().await).await;
+    let listen = create_proxy_http(server.api, "fds", echo_upstream().await).await;
     // Each proxied connection costs the server two descriptors: 60 clients exhaust 64.
     let mut clients = Vec::new();
     for _ in 0..60 {
@@ -235,4 +227,41 @@ async fn accept_recovers_after_fd_exhaustion() {
     assert_eq!(read_n(&mut c, 5).await, b"alive");
     let (status, _) = http(server.api, "GET", "/proxies/fds", "").await;
     assert_eq!(status, 200);
+}
+
+/// `-api-token` / `TOXI_API_TOKEN`: every route but `/version` needs the bearer token.
+#[tokio::test]
+async fn api_token_from_flag_or_environment() {
+    for by_env in [false, true] {
+        let mut cmd = server_command();
+        if by_env {
+            cmd.env("TOXI_API_TOKEN", "s3cret");
+        } else {
+            cmd.arg("-api-token=s3cret");
+        }
+        let server = spawn(cmd);
+        let (status, _) = http(server.api, "GET", "/version", "").await;
+        assert_eq!(status, 200, "/version stays open");
+        let (status, body) = http(server.api, "GET", "/proxies", "").await;
+        assert_eq!(status, 401, "{body}");
+        assert!(body.starts_with(r#"{"error":"unauthorized","status":401}"#));
+        let (status, _, _) = http_raw(
+            server.api,
+            "GET",
+            "/proxies",
+            &[("Authorization", "Bearer wrong")],
+            b"",
+        )
+        .await;
+        assert_eq!(status, 401);
+        let (status, _, _) = http_raw(
+            server.api,
+            "GET",
+            "/proxies",
+            &[("Authorization", "Bearer s3cret")],
+            b"",
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
 }

@@ -204,3 +204,27 @@ async fn black_holed_upstream_does_not_serialise_accepts() {
         "closed before the dial timeout: {took:?}"
     );
 }
+
+/// Duplicate names in one populate are applied in turn; the first shows its final,
+/// replaced (stopped) state, as in the reference.
+#[tokio::test]
+async fn populate_duplicate_names_report_final_state() {
+    let server = server().await;
+    let entry = |up: &str| toxi::registry::ProxyInput {
+        name: "d".into(),
+        listen: "127.0.0.1:0".into(),
+        upstream: up.into(),
+        enabled: true,
+    };
+    let (done, err) = server
+        .registry()
+        .populate(vec![entry("x:1"), entry("x:2")])
+        .await;
+    assert!(err.is_none());
+    let done = done.unwrap();
+    assert_eq!(done.len(), 2);
+    assert!(!done[0].enabled, "replaced by the second entry");
+    assert_eq!(done[0].upstream, "x:1");
+    assert!(done[1].enabled);
+    assert_eq!(server.registry().get("d").unwrap().upstream, "x:2");
+}

@@ -180,3 +180,12 @@ pub async fn http(api: SocketAddr, method: &str, path: &str, body: &str) -> (u16
     let (status, _, body) = http_raw(api, method, path, &[], body.as_bytes()).await;
     (status, String::from_utf8_lossy(&body).to_string())
 }
+
+/// Creates an enabled proxy on 127.0.0.1:0 through the HTTP API; returns its listen address.
+pub async fn create_proxy_http(api: SocketAddr, name: &str, upstream: SocketAddr) -> String {
+    let body = format!(r#"{{"name":"{name}","listen":"127.0.0.1:0","upstream":"{upstream}"}}"#);
+    let (status, reply) = http(api, "POST", "/proxies", &body).await;
+    assert_eq!(status, 201, "{reply}");
+    let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    v["listen"].as_str().unwrap().to_string()
+}

@@ -710,3 +710,55 @@ fn index_populate_and_error_shapes() {
     );
     assert!(populate_json(None, Some(&[b, z])).starts_with(r#"{"proxies":[{"name":"b""#));
 }
+
+/// Random and mutated inputs never panic any decoder.
+#[test]
+fn decoders_never_panic() {
+    let seeds: &[&[u8]] = &[
+        br#"{"name":"a","listen":"127.0.0.1:0","upstream":"x:1","enabled":true}"#,
+        br#"[{"name":"a","upstream":"u","enabled":null},null]"#,
+        br#"{"name":"t","type":"latency","stream":"UpStream","toxicity":0.5,"attributes":{"latency":1,"jitter":2}}"#,
+        br#"{"attributes":{"average_size":10},"toxicity":1e-7}"#,
+        b"\"\\ud83d\\ude00\\u00e9\\n\"",
+        b"[[[[{\"a\":[1,2,{\"b\":null}]}]]]]",
+    ];
+    let alphabet = b"{}[]:,\"\\/ -+.eE0123456789tfnulrsabcxyz\x00\x1f\x7f\xc3\xa9\xff\xed\xa0\x80";
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..20_000 {
+        let mut input: Vec<u8> = seeds[round % seeds.len()].to_vec();
+        for _ in 0..(next() % 6) {
+            let at = (next() as usize) % (input.len() + 1);
+            match next() % 3 {
+                0 if at < input.len() => {
+                    input.remove(at);
+                }
+                1 if at < input.len() => input[at] = alphabet[(next() as usize) % alphabet.len()],
+                _ => input.insert(at, alphabet[(next() as usize) % alphabet.len()]),
+            }
+        }
+        if round % 10 == 0 {
+            input = (0..(next() % 40))
+                .map(|_| alphabet[(next() as usize) % alphabet.len()])
+                .collect();
+        }
+        let _ = parse(&input);
+        let _ = decode_proxy(&input);
+        let _ = decode_populate(&input);
+        if let Ok(c) = decode_toxic_create(&input) {
+            for ty in crate::model::TOXIC_TYPES {
+                let mut kind = ToxicKind::default_for(ty).unwrap();
+                let _ = c.decode_attributes(&mut kind);
+            }
+        }
+        if let Ok(u) = decode_toxic_update(&input) {
+            let mut t = snapshot();
+            let _ = u.apply(&mut t);
+        }
+    }
+}

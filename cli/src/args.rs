@@ -1,0 +1,257 @@
+//! Flag parsing with Go's `flag` package rules, as urfave/cli uses it.
+//!
+//! * `-x` and `--x` are the same flag; a value follows as `-x=value` or as the next
+//!   argument (string and slice flags only; a bool flag takes `=value` or nothing).
+//! * `--` ends the flags; a lone `-` is a positional argument.
+//! * An undefined `-h` or `-help` is a help request (`flag: help requested`).
+//!
+//! [`Mode::Stop`] stops at the first positional argument, as Go does. [`Mode::Anywhere`]
+//! keeps reading flags after positional arguments too, as `toxiproxy-cli` 2.1.4 did, so both
+//! `create -l A -u B chaos` and `create chaos -l A -u B` work.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::catalog::{FlagDef, FlagKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Stop,
+    Anywhere,
+}
+
+/// A flag error, worded as Go's `flag` package words it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlagError {
+    NotDefined(String),
+    NeedsArgument(String),
+    BadSyntax(String),
+    InvalidBool { name: String, value: String },
+    HelpRequested,
+}
+
+impl fmt::Display for FlagError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlagError::NotDefined(name) => write!(f, "flag provided but not defined: -{name}"),
+            FlagError::NeedsArgument(name) => write!(f, "flag needs an argument: -{name}"),
+            FlagError::BadSyntax(arg) => write!(f, "bad flag syntax: {arg}"),
+            FlagError::InvalidBool { name, value } => {
+                write!(
+                    f,
+                    "invalid boolean value {value:?} for -{name}: parse error"
+                )
+            }
+            FlagError::HelpRequested => f.write_str("flag: help requested"),
+        }
+    }
+}
+
+/// Parsed flags (by canonical name) and positional arguments.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    strings: HashMap<&'static str, String>,
+    bools: HashMap<&'static str, bool>,
+    slices: HashMap<&'static str, Vec<String>>,
+    pub positionals: Vec<String>,
+}
+
+impl Parsed {
+    /// A string flag's value; "" when not given.
+    pub fn string(&self, name: &str) -> &str {
+        self.strings.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    /// Whether a string flag was given at all (even as "").
+    pub fn has_string(&self, name: &str) -> bool {
+        self.strings.contains_key(name)
+    }
+
+    pub fn bool(&self, name: &str) -> bool {
+        self.bools.get(name).copied().unwrap_or(false)
+    }
+
+    pub fn slice(&self, name: &str) -> &[String] {
+        self.slices.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The first positional argument, or "" (urfave's `Args().First()`).
+    pub fn first(&self) -> &str {
+        self.positionals.first().map(String::as_str).unwrap_or("")
+    }
+}
+
+fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses `args` against `flags`. In [`Mode::Stop`], the positionals are the first
+/// non-flag argument and everything after it.
+pub fn parse(flags: &[&FlagDef], args: &[String], mode: Mode) -> Result<Parsed, FlagError> {
+    let mut parsed = Parsed::default();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if arg.len() < 2 || !arg.starts_with('-') {
+            parsed.positionals.push(arg.clone());
+            if mode == Mode::Stop {
+                parsed.positionals.extend(args[i..].iter().cloned());
+                break;
+            }
+            continue;
+        }
+        let body = if let Some(rest) = arg.strip_prefix("--") {
+            if rest.is_empty() {
+                // "--": everything after is positional.
+                parsed.positionals.extend(args[i..].iter().cloned());
+                break;
+            }
+            rest
+        } else {
+            &arg[1..]
+        };
+        if body.starts_with('-') || body.starts_with('=') {
+            return Err(FlagError::BadSyntax(arg.clone()));
+        }
+        let (name, value) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (body, None),
+        };
+        let Some(def) = flags.iter().find(|f| f.names.contains(&name)) else {
+            if name == "help" || name == "h" {
+                return Err(FlagError::HelpRequested);
+            }
+            return Err(FlagError::NotDefined(name.to_string()));
+        };
+        let key = def.canonical();
+        match def.kind {
+            FlagKind::Bool => {
+                let v = match value {
+                    None => true,
+                    Some(v) => parse_go_bool(v).ok_or_else(|| FlagError::InvalidBool {
+                        name: name.to_string(),
+                        value: v.to_string(),
+                    })?,
+                };
+                parsed.bools.insert(key, v);
+            }
+            FlagKind::Str | FlagKind::Slice => {
+                let v = match value {
+                    Some(v) => v.to_string(),
+                    None if i < args.len() => {
+                        i += 1;
+                        args[i - 1].clone()
+                    }
+                    None => return Err(FlagError::NeedsArgument(name.to_string())),
+                };
+                if def.kind == FlagKind::Str {
+                    parsed.strings.insert(key, v);
+                } else {
+                    // urfave splits slice values at commas and trims each part.
+                    let list = parsed.slices.entry(key).or_default();
+                    list.extend(v.split(',').map(|p| p.trim().to_string()));
+                }
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{find_command, find_toxic_command, GLOBAL_FLAGS, HELP_FLAG};
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn flags_of(cmd: &'static crate::catalog::CommandDef) -> Vec<&'static FlagDef> {
+        let mut v: Vec<&FlagDef> = cmd.flags.iter().collect();
+        v.push(&HELP_FLAG);
+        v
+    }
+
+    #[test]
+    fn global_flags_stop_at_the_command() {
+        let g: Vec<&FlagDef> = GLOBAL_FLAGS.iter().collect();
+        let p = parse(&g, &argv("-h http://x:1 list -h y"), Mode::Stop).unwrap();
+        assert_eq!(p.string("host"), "http://x:1");
+        assert_eq!(p.positionals, argv("list -h y"));
+        let p = parse(&g, &argv("--host=a -v"), Mode::Stop).unwrap();
+        assert_eq!(p.string("host"), "a");
+        assert!(p.bool("version"));
+        assert_eq!(
+            parse(&g, &argv("--bogus list"), Mode::Stop)
+                .unwrap_err()
+                .to_string(),
+            "flag provided but not defined: -bogus"
+        );
+        assert_eq!(
+            parse(&g, &argv("-h"), Mode::Stop).unwrap_err().to_string(),
+            "flag needs an argument: -h"
+        );
+        assert_eq!(
+            parse(&g, &argv("--help=maybe"), Mode::Stop)
+                .unwrap_err()
+                .to_string(),
+            "invalid boolean value \"maybe\" for -help: parse error"
+        );
+        assert_eq!(
+            parse(&g, &argv("---x"), Mode::Stop)
+                .unwrap_err()
+                .to_string(),
+            "bad flag syntax: ---x"
+        );
+    }
+
+    #[test]
+    fn command_flags_anywhere() {
+        let create = flags_of(find_command("create").unwrap());
+        let p = parse(
+            &create,
+            &argv("chaos -l 0.0.0.0:8080 -u localhost:9090"),
+            Mode::Anywhere,
+        )
+        .unwrap();
+        assert_eq!(p.first(), "chaos");
+        assert_eq!(p.string("listen"), "0.0.0.0:8080");
+        assert_eq!(p.string("upstream"), "localhost:9090");
+        let p = parse(&create, &argv("-- -weird -l x"), Mode::Anywhere).unwrap();
+        assert_eq!(p.positionals, argv("-weird -l x"));
+        assert_eq!(
+            parse(&create, &argv("-h x"), Mode::Anywhere).unwrap_err(),
+            FlagError::HelpRequested
+        );
+    }
+
+    #[test]
+    fn toxic_add_flags() {
+        let add = flags_of(find_toxic_command("add").unwrap());
+        let p = parse(
+            &add,
+            &argv("--type latency --a latency=250 --upstream chaos"),
+            Mode::Anywhere,
+        )
+        .unwrap();
+        assert_eq!(p.string("type"), "latency");
+        assert_eq!(p.slice("attribute"), ["latency=250"]);
+        assert!(p.bool("upstream"));
+        assert!(!p.bool("downstream"));
+        assert_eq!(p.first(), "chaos");
+        let p = parse(
+            &add,
+            &argv("-a a=1,b=2 -a c=3 --tox=0.5 -u=false p"),
+            Mode::Anywhere,
+        )
+        .unwrap();
+        assert_eq!(p.slice("attribute"), ["a=1", "b=2", "c=3"]);
+        assert_eq!(p.string("toxicity"), "0.5");
+        assert!(!p.bool("upstream"));
+    }
+}

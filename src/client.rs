@@ -1,0 +1,1230 @@
+//! A typed async client for the Toxiproxy control API (works against toxi and Toxiproxy 2.x).
+//!
+//! Every route has one method: [`Client::proxies`], [`Client::create_proxy`],
+//! [`Client::proxy`], [`Client::update_proxy`] (PATCH), [`Client::save_proxy`] (POST of the
+//! whole object, like the Go client's `Proxy.Save`), [`Client::delete_proxy`],
+//! [`Client::populate`], [`Client::reset`], [`Client::version`], [`Client::toxics`],
+//! [`Client::add_toxic`], [`Client::toxic`], [`Client::update_toxic`] and
+//! [`Client::remove_toxic`].
+//!
+//! Each request opens its own HTTP/1.1 connection (hyper's `client::conn::http1` over a
+//! tokio `TcpStream`), so there is no pool to keep alive and nothing to shut down. The
+//! whole exchange, from DNS lookup to the last body byte, is bounded by a timeout (30 s by
+//! default, as in the Go client).
+//!
+//! Errors are a [`ClientError`]. Its `Display` reproduces the texts of the Go client that
+//! `toxiproxy-cli` prints, so a program built on this module can print the same messages:
+//! `HTTP 404: proxy not found`, or
+//! `fail to request: Get "http://localhost:8474/proxies": dial tcp 127.0.0.1:8474: connect: connection refused`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), toxi::client::ClientError> {
+//! use toxi::client::{Client, NewProxy, NewToxic};
+//!
+//! let client = Client::new("localhost:8474"); // "http://" is added when missing
+//! client
+//!     .create_proxy(&NewProxy::new("redis", "127.0.0.1:26379", "localhost:6379"))
+//!     .await?;
+//! let toxic = client
+//!     .add_toxic("redis", &NewToxic::new("latency").upstream().attribute("latency", 250))
+//!     .await?;
+//! assert_eq!(toxic.name, "latency_upstream");
+//! for (name, proxy) in client.proxies().await? {
+//!     println!("{name}: {} -> {} ({} toxics)", proxy.listen, proxy.upstream, proxy.toxics.len());
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{header, Method, Request};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+use tokio::net::TcpStream;
+
+/// The API address used when none is configured.
+pub const DEFAULT_ENDPOINT: &str = "http://localhost:8474";
+
+/// The time allowed for one whole request, as in the Go client.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// When this environment variable is set and not empty, every request carries
+/// `Authorization: Bearer <value>`.
+pub const TOKEN_ENV: &str = "TOXI_API_TOKEN";
+
+// ---------------------------------------------------------------------------------------
+// Wire types
+// ---------------------------------------------------------------------------------------
+
+/// A proxy as the API returns it. Unknown keys (such as Toxiproxy's `"Logger":{}`) are
+/// ignored, and a `null` toxic list reads as empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Proxy {
+    #[serde(default)]
+    pub name: String,
+    /// The address the proxy listens on; the bound address once it has been started.
+    #[serde(default)]
+    pub listen: String,
+    /// The address the proxy forwards to, exactly as configured.
+    #[serde(default)]
+    pub upstream: String,
+    #[serde(default)]
+    pub enabled: bool,
+    /// Upstream toxics in chain order, then downstream toxics in chain order.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub toxics: Vec<Toxic>,
+}
+
+/// A toxic as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Toxic {
+    #[serde(default)]
+    pub name: String,
+    /// The toxic type, e.g. `latency`.
+    #[serde(default)]
+    pub r#type: String,
+    /// `upstream` or `downstream`, in the case the creator sent it.
+    #[serde(default)]
+    pub stream: String,
+    /// The probability that the toxic applies to a connection (1 = always).
+    #[serde(default = "one")]
+    pub toxicity: f32,
+    /// Every attribute of the toxic's type, e.g. `{"latency":250,"jitter":0}`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub attributes: Map<String, Value>,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The body of `POST /proxies` and one entry of `POST /populate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewProxy {
+    pub name: String,
+    pub listen: String,
+    pub upstream: String,
+    pub enabled: bool,
+}
+
+impl NewProxy {
+    /// An enabled proxy.
+    pub fn new(
+        name: impl Into<String>,
+        listen: impl Into<String>,
+        upstream: impl Into<String>,
+    ) -> NewProxy {
+        NewProxy {
+            name: name.into(),
+            listen: listen.into(),
+            upstream: upstream.into(),
+            enabled: true,
+        }
+    }
+
+    /// Sets whether the proxy starts enabled (listening).
+    pub fn enabled(mut self, enabled: bool) -> NewProxy {
+        self.enabled = enabled;
+        self
+    }
+}
+
+/// The body of `PATCH /proxies/{proxy}`: fields left `None` keep their current value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProxyUpdate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// The body of `POST /proxies/{proxy}/toxics`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewToxic {
+    /// An empty name lets the server choose `<type>_<stream>`.
+    pub name: String,
+    pub r#type: String,
+    /// `None` means the server default, `downstream`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    pub toxicity: f32,
+    pub attributes: Map<String, Value>,
+}
+
+impl NewToxic {
+    /// A toxic of the given type with the server's default name and stream, toxicity 1 and
+    /// no attributes (the server fills in each attribute's default, 0).
+    pub fn new(r#type: impl Into<String>) -> NewToxic {
+        NewToxic {
+            name: String::new(),
+            r#type: r#type.into(),
+            stream: None,
+            toxicity: 1.0,
+            attributes: Map::new(),
+        }
+    }
+
+    pub fn name(mut self, name: impl Into<String>) -> NewToxic {
+        self.name = name.into();
+        self
+    }
+
+    pub fn stream(mut self, stream: impl Into<String>) -> NewToxic {
+        self.stream = Some(stream.into());
+        self
+    }
+
+    pub fn upstream(self) -> NewToxic {
+        self.stream("upstream")
+    }
+
+    pub fn downstream(self) -> NewToxic {
+        self.stream("downstream")
+    }
+
+    pub fn toxicity(mut self, toxicity: f32) -> NewToxic {
+        self.toxicity = toxicity;
+        self
+    }
+
+    pub fn attribute(mut self, key: impl Into<String>, value: impl Into<Value>) -> NewToxic {
+        self.attributes.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// The body of `PATCH /proxies/{proxy}/toxics/{toxic}`. The server merges `attributes`
+/// into the current ones and replaces `toxicity` only when it is sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ToxicUpdate {
+    pub attributes: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub toxicity: Option<f32>,
+}
+
+impl ToxicUpdate {
+    pub fn new() -> ToxicUpdate {
+        ToxicUpdate::default()
+    }
+
+    pub fn toxicity(mut self, toxicity: f32) -> ToxicUpdate {
+        self.toxicity = Some(toxicity);
+        self
+    }
+
+    pub fn attribute(mut self, key: impl Into<String>, value: impl Into<Value>) -> ToxicUpdate {
+        self.attributes.insert(key.into(), value.into());
+        self
+    }
+}
+
+#[derive(Deserialize)]
+struct PopulateResponse {
+    #[serde(default, deserialize_with = "null_as_default")]
+    proxies: Vec<Proxy>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------
+
+/// Why a request failed before an HTTP response arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportKind {
+    /// The endpoint is not a usable `http://` URL (for example it has no host).
+    InvalidUrl,
+    /// `https://` was asked for; this client has no TLS support.
+    UnsupportedScheme,
+    /// The host name did not resolve.
+    Resolve,
+    /// No resolved address accepted a connection.
+    Connect,
+    /// The request did not finish within the timeout.
+    Timeout,
+    /// The connection broke while sending the request or reading the response.
+    Io,
+}
+
+/// A failed API call.
+///
+/// `Display` gives the Go client's wording, which `toxiproxy-cli` prints after its own
+/// context (`Failed to retrieve proxy x: <this>`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// No HTTP response: `fail to request: Get "<url>": <reason>`.
+    #[error("fail to request: {method} \"{url}\": {reason}")]
+    Transport {
+        kind: TransportKind,
+        /// The method as Go spells it in errors: `Get`, `Post`, `Patch`, `Delete`.
+        method: String,
+        /// The URL of the request (any password replaced by `***`).
+        url: String,
+        reason: String,
+    },
+    /// A non-2xx answer with a Toxiproxy error body `{"error":"…","status":N}`:
+    /// `HTTP <status>: <message>`, where `status` is the one in the body.
+    #[error("HTTP {status}: {message}")]
+    Api {
+        /// The status line's code.
+        http_status: u16,
+        /// The `status` field of the body (normally equal to `http_status`).
+        status: i64,
+        /// The `error` field of the body.
+        message: String,
+    },
+    /// A non-2xx answer whose body is not an error object (for example the router's
+    /// `404 page not found`). `detail` is what Go's JSON decoder says about the body, which
+    /// is what the Go client reports.
+    #[error("{detail}")]
+    UnexpectedBody {
+        http_status: u16,
+        detail: String,
+        body: String,
+    },
+    /// A 2xx answer whose body could not be decoded.
+    #[error("{detail}")]
+    Decode { http_status: u16, detail: String },
+}
+
+impl ClientError {
+    /// The HTTP status of the answer, if one arrived.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { http_status, .. }
+            | ClientError::UnexpectedBody { http_status, .. }
+            | ClientError::Decode { http_status, .. } => Some(*http_status),
+            ClientError::Transport { .. } => None,
+        }
+    }
+
+    /// The server's `error` message, for [`ClientError::Api`].
+    pub fn api_message(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+
+    /// The transport failure kind, if no answer arrived.
+    pub fn transport_kind(&self) -> Option<TransportKind> {
+        match self {
+            ClientError::Transport { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// True when the server could not be reached at all (bad address, DNS failure, refused
+    /// connection, timeout), as opposed to a server that answered with an error.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self.transport_kind(),
+            Some(
+                TransportKind::Resolve
+                    | TransportKind::Connect
+                    | TransportKind::Timeout
+                    | TransportKind::InvalidUrl
+                    | TransportKind::UnsupportedScheme
+            )
+        )
+    }
+
+    /// True for an API error with this HTTP status.
+    pub fn is_status(&self, status: u16) -> bool {
+        self.http_status() == Some(status)
+    }
+}
+
+/// Turns a non-2xx body into the error the Go client would report.
+///
+/// The Go client JSON-decodes the first value of the body into `{"error","status"}`; a body
+/// that is not an object yields the decoder's own message instead (`EOF` for an empty body,
+/// `invalid character 'U' looking for beginning of value` for plain text, ...).
+fn error_from_body(http_status: u16, body: &[u8]) -> ClientError {
+    let unexpected = |detail: String| ClientError::UnexpectedBody {
+        http_status,
+        detail,
+        body: String::from_utf8_lossy(body).into_owned(),
+    };
+    let value = match first_json_value(body) {
+        Ok(v) => v,
+        Err(detail) => return unexpected(detail),
+    };
+    const TARGET: &str = "Go value of type toxiproxy.ApiError";
+    let obj = match value {
+        Value::Object(obj) => obj,
+        // `null` decodes to "no error object" in Go; report the status instead.
+        Value::Null => {
+            return unexpected(format!("Unexpected response code {http_status}"));
+        }
+        other => {
+            return unexpected(format!(
+                "json: cannot unmarshal {} into {TARGET}",
+                json_kind(&other)
+            ))
+        }
+    };
+    let mut message = String::new();
+    let mut status = 0i64;
+    // Go matches keys case-insensitively and the last one wins.
+    for (key, value) in &obj {
+        if key.eq_ignore_ascii_case("error") {
+            match value {
+                Value::String(s) => message = s.clone(),
+                Value::Null => {}
+                other => {
+                    return unexpected(format!(
+                    "json: cannot unmarshal {} into Go struct field ApiError.error of type string",
+                    json_kind(other)
+                ))
+                }
+            }
+        } else if key.eq_ignore_ascii_case("status") {
+            match value {
+                Value::Number(n) => match n.as_i64() {
+                    Some(i) => status = i,
+                    None => {
+                        return unexpected(format!(
+                            "json: cannot unmarshal number {n} into Go struct field ApiError.status of type int"
+                        ))
+                    }
+                },
+                Value::Null => {}
+                other => {
+                    return unexpected(format!(
+                        "json: cannot unmarshal {} into Go struct field ApiError.status of type int",
+                        json_kind(other)
+                    ))
+                }
+            }
+        }
+    }
+    ClientError::Api {
+        http_status,
+        status,
+        message,
+    }
+}
+
+/// Reads the first JSON value of `body` as Go's `json.Decoder` would, with Go's messages
+/// for the common failures.
+fn first_json_value(body: &[u8]) -> Result<Value, String> {
+    let start = body
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    let Some(start) = start else {
+        return Err("EOF".to_string());
+    };
+    let first = body[start];
+    let starts_value =
+        matches!(first, b'{' | b'[' | b'"' | b'-' | b't' | b'f' | b'n') || first.is_ascii_digit();
+    if !starts_value {
+        return Err(format!(
+            "invalid character {} looking for beginning of value",
+            go_quote_char(first)
+        ));
+    }
+    let mut stream = serde_json::Deserializer::from_slice(&body[start..]).into_iter::<Value>();
+    match stream.next() {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(e)) if e.is_eof() => Err("unexpected EOF".to_string()),
+        Some(Err(e)) => Err(go_style_serde_message(&e)),
+        None => Err("EOF".to_string()),
+    }
+}
+
+fn go_style_serde_message(e: &serde_json::Error) -> String {
+    // serde's messages end in " at line L column C"; Go's do not carry a position.
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Go's `encoding/json` quoting of an unexpected byte: `'U'`, `'\n'`, `'\''`, `'"'`.
+fn go_quote_char(c: u8) -> String {
+    match c {
+        b'\'' => "'\\''".to_string(),
+        b'"' => "'\"'".to_string(),
+        b'\x07' => "'\\a'".to_string(),
+        b'\x08' => "'\\b'".to_string(),
+        b'\x0c' => "'\\f'".to_string(),
+        b'\n' => "'\\n'".to_string(),
+        b'\r' => "'\\r'".to_string(),
+        b'\t' => "'\\t'".to_string(),
+        b'\x0b' => "'\\v'".to_string(),
+        b'\\' => "'\\\\'".to_string(),
+        c if c < 0x20 || c == 0x7f => format!("'\\x{c:02x}'"),
+        c => format!("'{}'", char::from(c)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Client
+// ---------------------------------------------------------------------------------------
+
+/// A handle on one Toxiproxy API. Cheap to clone; holds no connections.
+#[derive(Debug, Clone)]
+pub struct Client {
+    endpoint: String,
+    user_agent: String,
+    timeout: Duration,
+    token: Option<String>,
+}
+
+/// A parsed `http://` endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    /// `host:port` as written (the `Host` header).
+    authority: String,
+    /// The host to resolve, without IPv6 brackets.
+    host: String,
+    port: u16,
+    /// Path prefix before the API routes, without a trailing slash (usually empty).
+    prefix: String,
+    /// `user:password` from the URL, sent as basic authentication.
+    userinfo: Option<String>,
+}
+
+impl Client {
+    /// A client for the API at `endpoint` (`http://host:port`, or `host:port`, to which
+    /// `http://` is added). Trailing slashes are ignored. The address is checked when a
+    /// request is made, so a bad one shows up as a [`TransportKind::InvalidUrl`] error.
+    ///
+    /// The bearer token comes from [`TOKEN_ENV`] when it is set.
+    pub fn new(endpoint: &str) -> Client {
+        let mut endpoint = endpoint.to_string();
+        if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
+            endpoint.insert_str(0, "http://");
+        }
+        while endpoint.ends_with('/') && !endpoint.ends_with("://") {
+            endpoint.pop();
+        }
+        let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
+        Client {
+            endpoint,
+            user_agent: format!("toxi/{}", env!("CARGO_PKG_VERSION")),
+            timeout: DEFAULT_TIMEOUT,
+            token,
+        }
+    }
+
+    /// Sets the `User-Agent` header (default `toxi/<version>`). Toxiproxy servers refuse
+    /// agents starting with `Mozilla/`.
+    pub fn with_user_agent(mut self, user_agent: impl Into<String>) -> Client {
+        self.user_agent = user_agent.into();
+        self
+    }
+
+    /// Sets the time allowed for each whole request (default 30 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets or clears the bearer token sent as `Authorization: Bearer <token>`.
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.token = token;
+        self
+    }
+
+    /// The base URL requests go to, with its scheme (e.g. `http://localhost:8474`).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// `GET /version`: the server's version string (`2.12.0`). Also understands the plain
+    /// text answer of Toxiproxy 2.5 and older.
+    pub async fn version(&self) -> Result<String, ClientError> {
+        let (status, body) = self.call(Method::GET, "/version", None).await?;
+        #[derive(Deserialize)]
+        struct Version {
+            version: String,
+        }
+        match serde_json::from_slice::<Version>(&body) {
+            Ok(v) => Ok(v.version),
+            Err(e) => {
+                let text = String::from_utf8_lossy(&body).trim().to_string();
+                if !text.is_empty() && !text.starts_with('{') {
+                    Ok(text)
+                } else {
+                    Err(decode_error(status, &e))
+                }
+            }
+        }
+    }
+
+    /// `GET /proxies`: every proxy, keyed (and so sorted) by name.
+    pub async fn proxies(&self) -> Result<BTreeMap<String, Proxy>, ClientError> {
+        self.get_json("/proxies").await
+    }
+
+    /// `POST /proxies`: creates a proxy and, if enabled, starts it. Returns the proxy as
+    /// created, with its bound `listen` address.
+    pub async fn create_proxy(&self, proxy: &NewProxy) -> Result<Proxy, ClientError> {
+        self.send_json(Method::POST, "/proxies", proxy).await
+    }
+
+    /// `GET /proxies/{proxy}`.
+    pub async fn proxy(&self, name: &str) -> Result<Proxy, ClientError> {
+        self.get_json(&proxy_path(name)).await
+    }
+
+    /// `PATCH /proxies/{proxy}`: changes listen, upstream or enabled.
+    pub async fn update_proxy(
+        &self,
+        name: &str,
+        update: &ProxyUpdate,
+    ) -> Result<Proxy, ClientError> {
+        self.send_json(Method::PATCH, &proxy_path(name), update)
+            .await
+    }
+
+    /// `POST /proxies/{proxy.name}` with the whole object, as the Go client's `Proxy.Save`
+    /// does for an existing proxy (`toxiproxy-cli toggle` uses it).
+    pub async fn save_proxy(&self, proxy: &Proxy) -> Result<Proxy, ClientError> {
+        self.send_json(Method::POST, &proxy_path(&proxy.name), proxy)
+            .await
+    }
+
+    /// `DELETE /proxies/{proxy}`: stops the proxy, closes its connections and removes it.
+    pub async fn delete_proxy(&self, name: &str) -> Result<(), ClientError> {
+        self.call(Method::DELETE, &proxy_path(name), None).await?;
+        Ok(())
+    }
+
+    /// `POST /populate`: creates or replaces the given proxies; returns them in order.
+    pub async fn populate(&self, proxies: &[NewProxy]) -> Result<Vec<Proxy>, ClientError> {
+        let response: PopulateResponse = self.send_json(Method::POST, "/populate", proxies).await?;
+        Ok(response.proxies)
+    }
+
+    /// `POST /reset`: re-enables every proxy and removes every toxic.
+    pub async fn reset(&self) -> Result<(), ClientError> {
+        self.call(Method::POST, "/reset", Some(Vec::new())).await?;
+        Ok(())
+    }
+
+    /// `GET /proxies/{proxy}/toxics`: upstream toxics first, each in chain order.
+    pub async fn toxics(&self, proxy: &str) -> Result<Vec<Toxic>, ClientError> {
+        self.get_json(&format!("{}/toxics", proxy_path(proxy)))
+            .await
+    }
+
+    /// `POST /proxies/{proxy}/toxics`: adds a toxic to every current and future connection.
+    pub async fn add_toxic(&self, proxy: &str, toxic: &NewToxic) -> Result<Toxic, ClientError> {
+        self.send_json(
+            Method::POST,
+            &format!("{}/toxics", proxy_path(proxy)),
+            toxic,
+        )
+        .await
+    }
+
+    /// `GET /proxies/{proxy}/toxics/{toxic}`.
+    pub async fn toxic(&self, proxy: &str, toxic: &str) -> Result<Toxic, ClientError> {
+        self.get_json(&toxic_path(proxy, toxic)).await
+    }
+
+    /// `PATCH /proxies/{proxy}/toxics/{toxic}`: merges attributes, optionally sets toxicity.
+    pub async fn update_toxic(
+        &self,
+        proxy: &str,
+        toxic: &str,
+        update: &ToxicUpdate,
+    ) -> Result<Toxic, ClientError> {
+        self.send_json(Method::PATCH, &toxic_path(proxy, toxic), update)
+            .await
+    }
+
+    /// `DELETE /proxies/{proxy}/toxics/{toxic}`.
+    pub async fn remove_toxic(&self, proxy: &str, toxic: &str) -> Result<(), ClientError> {
+        self.call(Method::DELETE, &toxic_path(proxy, toxic), None)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_json<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, ClientError> {
+        let (status, body) = self.call(Method::GET, path, None).await?;
+        serde_json::from_slice(&body).map_err(|e| decode_error(status, &e))
+    }
+
+    async fn send_json<B: Serialize + ?Sized, T: for<'de> Deserialize<'de>>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| ClientError::Decode {
+            http_status: 0,
+            detail: format!("json: {e}"),
+        })?;
+        let (status, body) = self.call(method, path, Some(bytes)).await?;
+        serde_json::from_slice(&body).map_err(|e| decode_error(status, &e))
+    }
+
+    /// Sends one request and returns the status and body of a 2xx answer.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes), ClientError> {
+        let url = format!("{}{}", self.endpoint, path);
+        let transport = |kind: TransportKind, reason: String| ClientError::Transport {
+            kind,
+            method: go_method_name(&method),
+            url: redact_password(&url),
+            reason,
+        };
+        if self.endpoint.starts_with("https://") {
+            return Err(transport(
+                TransportKind::UnsupportedScheme,
+                "https is not supported by this client (it has no TLS); use an http:// address"
+                    .to_string(),
+            ));
+        }
+        let target =
+            parse_target(&self.endpoint).map_err(|r| transport(TransportKind::InvalidUrl, r))?;
+        let exchange = self.exchange(&target, &method, path, body);
+        let (status, bytes) =
+            match tokio::time::timeout(self.timeout, exchange).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err((kind, reason))) => return Err(transport(kind, reason)),
+                Err(_) => return Err(transport(
+                    TransportKind::Timeout,
+                    "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+                        .to_string(),
+                )),
+            };
+        if (200..300).contains(&status) {
+            Ok((status, bytes))
+        } else {
+            Err(error_from_body(status, &bytes))
+        }
+    }
+
+    async fn exchange(
+        &self,
+        target: &Target,
+        method: &Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes), (TransportKind, String)> {
+        let stream = connect(&target.host, target.port).await?;
+        let local = stream.local_addr().ok();
+        let peer = stream.peer_addr().ok();
+        let io_reason = |e: hyper::Error| (TransportKind::Io, hyper_reason(&e, local, peer));
+
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                .await
+                .map_err(io_reason)?;
+        // The connection future does the socket I/O; it ends when the exchange is over and
+        // `sender` is dropped.
+        let driver = tokio::spawn(connection);
+
+        let mut request = Request::builder()
+            .method(method.clone())
+            .uri(format!("{}{}", target.prefix, path))
+            .header(header::HOST, &target.authority)
+            .header(header::USER_AGENT, &self.user_agent)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(token) = &self.token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        } else if let Some(userinfo) = &target.userinfo {
+            request = request.header(
+                header::AUTHORIZATION,
+                format!("Basic {}", base64(percent_decode(userinfo).as_bytes())),
+            );
+        }
+        let body = body.unwrap_or_default();
+        if !body.is_empty() || matches!(*method, Method::POST | Method::PATCH | Method::PUT) {
+            request = request.header(header::CONTENT_LENGTH, body.len());
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| (TransportKind::InvalidUrl, e.to_string()))?;
+
+        let response = sender.send_request(request).await.map_err(io_reason)?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(io_reason)?
+            .to_bytes();
+        drop(sender);
+        driver.abort();
+        Ok((status, bytes))
+    }
+}
+
+fn decode_error(http_status: u16, e: &serde_json::Error) -> ClientError {
+    let detail = if e.is_eof() {
+        "unexpected end of JSON input".to_string()
+    } else {
+        go_style_serde_message(e)
+    };
+    ClientError::Decode {
+        http_status,
+        detail,
+    }
+}
+
+/// Connects to the first resolved address that accepts, reporting failures as Go does
+/// (`dial tcp 127.0.0.1:8474: connect: connection refused`).
+async fn connect(host: &str, port: u16) -> Result<TcpStream, (TransportKind, String)> {
+    let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => {
+            return Err((
+                TransportKind::Resolve,
+                format!("dial tcp: lookup {host}: {}", lookup_reason(&e)),
+            ))
+        }
+    };
+    if addrs.is_empty() {
+        return Err((
+            TransportKind::Resolve,
+            format!("dial tcp: lookup {host}: no such host"),
+        ));
+    }
+    let mut first_error = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => {
+                first_error.get_or_insert_with(|| {
+                    format!("dial tcp {addr}: connect: {}", go_errno_text(&e))
+                });
+            }
+        }
+    }
+    Err((
+        TransportKind::Connect,
+        first_error.unwrap_or_else(|| format!("dial tcp {host}:{port}: connect failed")),
+    ))
+}
+
+fn lookup_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = text
+        .strip_prefix("failed to lookup address information: ")
+        .unwrap_or(&text);
+    if text.contains("not known") || text.contains("No address associated") {
+        "no such host".to_string()
+    } else {
+        lower_first(text)
+    }
+}
+
+/// An OS error as Go prints it: `connection refused` rather than
+/// `Connection refused (os error 111)`.
+fn go_errno_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error ") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    lower_first(text)
+}
+
+fn lower_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+fn hyper_reason(e: &hyper::Error, local: Option<SocketAddr>, peer: Option<SocketAddr>) -> String {
+    if e.is_incomplete_message() {
+        return "EOF".to_string();
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            let op = if e.is_user() { "write" } else { "read" };
+            return match (local, peer) {
+                (Some(l), Some(p)) => format!("{op} tcp {l}->{p}: {op}: {}", go_errno_text(io)),
+                _ => go_errno_text(io),
+            };
+        }
+        source = s.source();
+    }
+    format!("net/http: HTTP/1.x transport connection broken: {e}")
+}
+
+/// Go's `url.Error` spelling of a method: `Get`, `Post`, `Patch`, `Delete`.
+fn go_method_name(method: &Method) -> String {
+    let m = method.as_str();
+    let mut out = String::with_capacity(m.len());
+    for (i, c) in m.chars().enumerate() {
+        if i == 0 {
+            out.push(c.to_ascii_uppercase());
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+fn parse_target(endpoint: &str) -> Result<Target, String> {
+    let rest = endpoint
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("unsupported protocol scheme in {endpoint:?}"))?;
+    let cut = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, prefix) = rest.split_at(cut);
+    if prefix.contains(['?', '#']) {
+        return Err(format!(
+            "the API address {endpoint:?} must not contain a query or fragment"
+        ));
+    }
+    let (userinfo, hostport) = match authority.rfind('@') {
+        Some(i) => (Some(authority[..i].to_string()), &authority[i + 1..]),
+        None => (None, authority),
+    };
+    if hostport.is_empty() {
+        return Err("http: no Host in request URL".to_string());
+    }
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let end = v6
+            .find(']')
+            .ok_or_else(|| format!("missing ']' in host {hostport:?}"))?;
+        let host = &v6[..end];
+        let after = &v6[end + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err(format!("invalid port {after:?} after host")),
+        };
+        (host.to_string(), port)
+    } else {
+        match hostport.rfind(':') {
+            Some(i) => (hostport[..i].to_string(), Some(&hostport[i + 1..])),
+            None => (hostport.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err("http: no Host in request URL".to_string());
+    }
+    let port = match port {
+        None | Some("") => 80,
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("invalid port \":{p}\" after host"))?,
+    };
+    let hostport = hostport.strip_suffix(':').unwrap_or(hostport);
+    Ok(Target {
+        authority: hostport.to_string(),
+        host,
+        port,
+        prefix: prefix.to_string(),
+        userinfo,
+    })
+}
+
+fn redact_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => match authority[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..scheme_end + 3],
+                &authority[..colon],
+                &rest[at..]
+            ),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// `/proxies/{name}` with the name percent-encoded.
+fn proxy_path(name: &str) -> String {
+    format!("/proxies/{}", encode_segment(name))
+}
+
+fn toxic_path(proxy: &str, toxic: &str) -> String {
+    format!("{}/toxics/{}", proxy_path(proxy), encode_segment(toxic))
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, so any name (with
+/// spaces, slashes, `?`, non-ASCII ...) stays one path segment.
+pub fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for &b in segment.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 3 <= bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adds_scheme_and_trims_slashes() {
+        assert_eq!(
+            Client::new("localhost:8474").endpoint(),
+            "http://localhost:8474"
+        );
+        assert_eq!(Client::new("http://h:1/").endpoint(), "http://h:1");
+        assert_eq!(Client::new("https://h:1").endpoint(), "https://h:1");
+    }
+
+    #[test]
+    fn parses_targets() {
+        let t = parse_target("http://127.0.0.1:8474").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.prefix.as_str()),
+            ("127.0.0.1", 8474, "")
+        );
+        let t = parse_target("http://[::1]:9/api").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.prefix.as_str()),
+            ("::1", 9, "/api")
+        );
+        assert_eq!(t.authority, "[::1]:9");
+        let t = parse_target("http://example").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("example", 80));
+        let t = parse_target("http://u:p@h:2").unwrap();
+        assert_eq!(t.userinfo.as_deref(), Some("u:p"));
+        assert_eq!(
+            parse_target("http://").unwrap_err(),
+            "http: no Host in request URL"
+        );
+        assert!(parse_target("http://h:99999").is_err());
+    }
+
+    #[test]
+    fn encodes_segments() {
+        assert_eq!(encode_segment("chaos"), "chaos");
+        assert_eq!(encode_segment("a b/c?d"), "a%20b%2Fc%3Fd");
+        assert_eq!(encode_segment("é"), "%C3%A9");
+        assert_eq!(encode_segment(""), "");
+        assert_eq!(toxic_path("p", ""), "/proxies/p/toxics/");
+    }
+
+    #[test]
+    fn api_error_bodies() {
+        let e = error_from_body(404, b"{\"error\":\"proxy not found\",\"status\":404}\n");
+        assert_eq!(e.to_string(), "HTTP 404: proxy not found");
+        assert_eq!(e.http_status(), Some(404));
+        assert_eq!(e.api_message(), Some("proxy not found"));
+        let e = error_from_body(500, b"{\"error\":\"x\",\"status\":500,\"proxies\":null}");
+        assert_eq!(e.to_string(), "HTTP 500: x");
+    }
+
+    #[test]
+    fn non_json_error_bodies_use_go_decoder_messages() {
+        let cases: [(&[u8], &str); 6] = [
+            (
+                b"404 page not found\n",
+                "json: cannot unmarshal number into Go value of type toxiproxy.ApiError",
+            ),
+            (b"", "EOF"),
+            (
+                b"User agent not allowed\n",
+                "invalid character 'U' looking for beginning of value",
+            ),
+            (
+                b"<html>",
+                "invalid character '<' looking for beginning of value",
+            ),
+            (
+                b"\"s\"",
+                "json: cannot unmarshal string into Go value of type toxiproxy.ApiError",
+            ),
+            (b"{\"error\":", "unexpected EOF"),
+        ];
+        for (body, want) in cases {
+            assert_eq!(error_from_body(404, body).to_string(), want, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn transport_error_text() {
+        let e = ClientError::Transport {
+            kind: TransportKind::Connect,
+            method: go_method_name(&Method::GET),
+            url: "http://127.0.0.1:1/proxies".into(),
+            reason: "dial tcp 127.0.0.1:1: connect: connection refused".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "fail to request: Get \"http://127.0.0.1:1/proxies\": dial tcp 127.0.0.1:1: connect: connection refused"
+        );
+        assert!(e.is_unreachable());
+        assert_eq!(go_method_name(&Method::PATCH), "Patch");
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_password("http://u:secret@h:1/x"),
+            "http://u:***@h:1/x"
+        );
+        assert_eq!(redact_password("http://h:1/x"), "http://h:1/x");
+    }
+
+    #[test]
+    fn base64_and_percent_decode() {
+        assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(base64(b"a"), "YQ==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(percent_decode("a%40b"), "a@b");
+        assert_eq!(percent_decode("50%"), "50%");
+    }
+
+    #[test]
+    fn decodes_proxies_with_logger_and_null_toxics() {
+        let p: Proxy = serde_json::from_str(
+            r#"{"name":"a","listen":"127.0.0.1:1","upstream":"x:1","enabled":true,"Logger":{},"toxics":null}"#,
+        )
+        .unwrap();
+        assert!(p.toxics.is_empty());
+        let p: Proxy = serde_json::from_str(
+            r#"{"name":"a","listen":"l","upstream":"u","enabled":false,"Logger":{},"toxics":[{"attributes":{"latency":250,"jitter":0},"name":"latency_upstream","type":"latency","stream":"upstream","toxicity":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(p.toxics[0].r#type, "latency");
+        assert_eq!(p.toxics[0].attributes["latency"], 250);
+    }
+
+    #[test]
+    fn request_bodies() {
+        let t = NewToxic::new("latency")
+            .upstream()
+            .attribute("latency", 250)
+            .toxicity(0.5);
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"name":"","type":"latency","stream":"upstream","toxicity":0.5,"attributes":{"latency":250}}"#
+        );
+        let u = ToxicUpdate::new().toxicity(1.0);
+        assert_eq!(
+            serde_json::to_string(&u).unwrap(),
+            r#"{"attributes":{},"toxicity":1.0}"#
+        );
+        let p = ProxyUpdate {
+            enabled: Some(false),
+            ..ProxyUpdate::default()
+        };
+        assert_eq!(serde_json::to_string(&p).unwrap(), r#"{"enabled":false}"#);
+    }
+
+    #[tokio::test]
+    async fn refused_connection_reads_like_go() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let client = Client::new(&addr.to_string());
+        let err = client.proxies().await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("fail to request: Get \"http://{addr}/proxies\": dial tcp {addr}: connect: connection refused")
+        );
+        assert_eq!(err.transport_kind(), Some(TransportKind::Connect));
+    }
+
+    #[tokio::test]
+    async fn https_is_refused_clearly() {
+        let err = Client::new("https://127.0.0.1:1")
+            .proxies()
+            .await
+            .unwrap_err();
+        assert_eq!(err.transport_kind(), Some(TransportKind::UnsupportedScheme));
+        assert!(err.to_string().starts_with(
+            "fail to request: Get \"https://127.0.0.1:1/proxies\": https is not supported"
+        ));
+    }
+
+    #[tokio::test]
+    async fn empty_host() {
+        let err = Client::new("").proxies().await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "fail to request: Get \"http:///proxies\": http: no Host in request URL"
+        );
+    }
+}

@@ -1,0 +1,411 @@
+//! Structured logs on stdout, as the reference writes them.
+//!
+//! * **Format.** JSON lines by default, one object per event, keys in zerolog's order:
+//!   `level`, then the fields of the enclosing spans (outermost first), then the event's
+//!   fields, then `caller` (`file.rs:line`), `time` (RFC 3339, UTC, whole seconds, `Z`)
+//!   and `message` last (left out when the event has none). Level names are `trace`,
+//!   `debug`, `info`, `warn` and `error`.
+//!
+//!   ```text
+//!   {"level":"info","name":"echo","listen":"127.0.0.1:26501","upstream":"127.0.0.1:26500","caller":"mod.rs:108","time":"2026-11-24T14:34:27Z","message":"Started proxy"}
+//!   ```
+//!
+//!   `LOG_FORMAT=text` switches to a human-readable line format instead (toxi's own
+//!   variable; the reference has no such option). Any other value keeps JSON and logs a
+//!   warning.
+//! * **Level.** `LOG_LEVEL` takes the reference's names, case-insensitively: `trace`,
+//!   `debug`, `info`, `warn`, `error`, `fatal`, `panic`, `disabled`, or an integer from
+//!   -128 to 127 (zerolog's numbering: -1 trace … 3 error, 4 and 5 fatal/panic, 6 and up
+//!   nothing). Unset means everything, trace included; set but empty means `info`.
+//!   `warning` is rejected like any unknown value: the server logs an error and keeps
+//!   logging everything. toxi has no fatal or panic events, so `fatal` and `panic` keep
+//!   error lines.
+//!
+//! Only toxi's own events are logged at trace and debug; other crates' events are capped
+//! at `warn`.
+
+use std::fmt::{self, Write as _};
+use std::io::IsTerminal;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// The log line format (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// zerolog-style JSON lines (the default).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Parses a `LOG_LEVEL` value as the reference does. `None` (unset) means everything.
+/// `Err` carries the rejected value.
+pub fn parse_level(raw: Option<&str>) -> Result<LevelFilter, String> {
+    let Some(raw) = raw else {
+        return Ok(LevelFilter::TRACE);
+    };
+    Ok(match raw.to_ascii_lowercase().as_str() {
+        "trace" => LevelFilter::TRACE,
+        "debug" => LevelFilter::DEBUG,
+        "info" | "" => LevelFilter::INFO,
+        "warn" => LevelFilter::WARN,
+        "error" | "fatal" | "panic" => LevelFilter::ERROR,
+        "disabled" => LevelFilter::OFF,
+        other => match other.parse::<i8>() {
+            Ok(n) if n <= -1 => LevelFilter::TRACE,
+            Ok(0) => LevelFilter::DEBUG,
+            Ok(1) => LevelFilter::INFO,
+            Ok(2) => LevelFilter::WARN,
+            Ok(3..=5) => LevelFilter::ERROR,
+            Ok(_) => LevelFilter::OFF,
+            Err(_) => return Err(raw.to_string()),
+        },
+    })
+}
+
+/// Parses a `LOG_FORMAT` value (`json` or `text`, case-insensitive). `None` means JSON.
+pub fn parse_format(raw: Option<&str>) -> Result<Format, String> {
+    match raw.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("") | Some("json") => Ok(Format::Json),
+        Some("text") => Ok(Format::Text),
+        Some(_) => Err(raw.unwrap_or_default().to_string()),
+    }
+}
+
+/// The filter for `level`: toxi's own targets at `level`, other crates at most `warn`.
+pub fn filter(level: LevelFilter) -> Targets {
+    Targets::new()
+        .with_default(level.min(LevelFilter::WARN))
+        .with_target("toxi", level)
+        .with_target("toxi_server", level)
+}
+
+/// Installs the global subscriber from `LOG_LEVEL` and `LOG_FORMAT`, writing to stdout.
+/// Does nothing if a subscriber is already installed. Invalid values are logged once the
+/// logger is up.
+pub fn init() {
+    let env = |name| std::env::var(name).ok();
+    let level = parse_level(env("LOG_LEVEL").as_deref());
+    let format = parse_format(env("LOG_FORMAT").as_deref());
+    let max = level.as_ref().copied().unwrap_or(LevelFilter::TRACE);
+    let registry = tracing_subscriber::registry().with(filter(max));
+    let installed = match format.clone().unwrap_or(Format::Json) {
+        Format::Json => registry.with(json_layer(std::io::stdout)).try_init(),
+        Format::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stdout().is_terminal())
+                    .with_writer(std::io::stdout),
+            )
+            .try_init(),
+    };
+    if installed.is_err() {
+        return;
+    }
+    if let Err(raw) = level {
+        tracing::error!(
+            error = format!("Unknown Level String: '{raw}', defaulting to NoLevel"),
+            "unknown LOG_LEVEL value: {raw:?}"
+        );
+    }
+    if let Err(raw) = format {
+        tracing::warn!("unknown LOG_FORMAT value: {raw:?} (expected \"json\" or \"text\")");
+    }
+}
+
+/// A `fmt` layer writing zerolog-style JSON lines to `make_writer`.
+pub fn json_layer<S, W>(
+    make_writer: W,
+) -> tracing_subscriber::fmt::Layer<S, JsonFields, JsonFormat, W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .fmt_fields(JsonFields)
+        .event_format(JsonFormat::default())
+        .with_writer(make_writer)
+}
+
+/// The JSON event format. `clock` gives the time of each line (the system clock unless a
+/// test fixes it).
+#[derive(Debug, Clone, Copy)]
+pub struct JsonFormat {
+    clock: fn() -> SystemTime,
+}
+
+impl Default for JsonFormat {
+    fn default() -> Self {
+        JsonFormat {
+            clock: SystemTime::now,
+        }
+    }
+}
+
+impl JsonFormat {
+    /// The same format with another clock (for tests).
+    pub fn with_clock(clock: fn() -> SystemTime) -> JsonFormat {
+        JsonFormat { clock }
+    }
+}
+
+/// zerolog's level names.
+pub fn level_name(level: &Level) -> &'static str {
+    match *level {
+        Level::TRACE => "trace",
+        Level::DEBUG => "debug",
+        Level::INFO => "info",
+        Level::WARN => "warn",
+        Level::ERROR => "error",
+    }
+}
+
+impl<S> FormatEvent<S, JsonFields> for JsonFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, JsonFields>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let mut line = String::with_capacity(256);
+        line.push_str("{\"level\":\"");
+        line.push_str(level_name(meta.level()));
+        line.push('"');
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let ext = span.extensions();
+                if let Some(fields) = ext.get::<FormattedFields<JsonFields>>() {
+                    if !fields.fields.is_empty() {
+                        line.push(',');
+                        line.push_str(&fields.fields);
+                    }
+                }
+            }
+        }
+        let mut visitor = JsonVisitor::new(&mut line, true);
+        event.record(&mut visitor);
+        let message = visitor.message.take();
+        if let (Some(file), Some(no)) = (meta.file(), meta.line()) {
+            let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
+            line.push_str(",\"caller\":");
+            push_json_str(&mut line, &format!("{base}:{no}"));
+        }
+        line.push_str(",\"time\":\"");
+        line.push_str(&rfc3339_seconds((self.clock)()));
+        line.push('"');
+        if let Some(message) = message {
+            line.push_str(",\"message\":");
+            push_json_str(&mut line, &message);
+        }
+        line.push('}');
+        writeln!(writer, "{line}")
+    }
+}
+
+/// Span fields as JSON members (`"k":v,"k2":v2`), so that events can splice them in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonFields;
+
+impl<'writer> FormatFields<'writer> for JsonFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        let mut out = String::new();
+        fields.record(&mut JsonVisitor::new(&mut out, false));
+        // Members are written with a leading comma; a span's list starts without one.
+        writer.write_str(out.strip_prefix(',').unwrap_or(&out))
+    }
+
+    fn add_fields(
+        &self,
+        current: &'writer mut FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> fmt::Result {
+        let mut out = String::new();
+        fields.record(&mut JsonVisitor::new(&mut out, false));
+        if current.fields.is_empty() {
+            current
+                .fields
+                .push_str(out.strip_prefix(',').unwrap_or(&out));
+        } else {
+            current.fields.push_str(&out);
+        }
+        Ok(())
+    }
+}
+
+/// Appends each field as `,"name":value`. The `message` field is kept aside when
+/// `take_message` is set (events), so it can go last.
+struct JsonVisitor<'a> {
+    out: &'a mut String,
+    take_message: bool,
+    message: Option<String>,
+}
+
+impl<'a> JsonVisitor<'a> {
+    fn new(out: &'a mut String, take_message: bool) -> JsonVisitor<'a> {
+        JsonVisitor {
+            out,
+            take_message,
+            message: None,
+        }
+    }
+
+    fn key(&mut self, field: &Field) {
+        let name = field.name();
+        self.out.push(',');
+        push_json_str(self.out, name.strip_prefix("r#").unwrap_or(name));
+        self.out.push(':');
+    }
+
+    fn raw(&mut self, field: &Field, value: impl fmt::Display) {
+        self.key(field);
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn string(&mut self, field: &Field, value: &str) {
+        if self.take_message && field.name() == "message" {
+            self.message = Some(value.to_string());
+            return;
+        }
+        self.key(field);
+        push_json_str(self.out, value);
+    }
+}
+
+impl Visit for JsonVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if value.is_finite() {
+            self.raw(field, value);
+        } else {
+            self.string(field, &value.to_string());
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.raw(field, value);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.raw(field, value);
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.raw(field, value);
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.raw(field, value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.raw(field, value);
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.string(field, value);
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.string(field, &value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.string(field, &format!("{value:?}"));
+    }
+}
+
+/// Appends `s` as a JSON string literal (quotes, backslashes and control characters
+/// escaped, other characters as they are, as zerolog does).
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Formats `t` as RFC 3339 in UTC with whole seconds: `2026-11-24T14:34:27Z`. Times
+/// before 1970 print as the epoch.
+pub fn rfc3339_seconds(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (days are grouped into
+/// 400-year eras of 146,097 days, with years starting on 1 March so leap days come last).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn civil_dates() {
+        let at = |s| rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_709_251_199), "2024-02-29T23:59:59Z");
+        assert_eq!(at(4_102_444_800), "2100-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(1_795_531_026_999)),
+            "2026-11-24T14:37:06Z"
+        );
+    }
+
+    #[test]
+    fn json_strings() {
+        let mut s = String::new();
+        push_json_str(&mut s, "a\"b\\c\nd\u{1}é<>&");
+        assert_eq!(s, r#""a\"b\\c\nd\u0001é<>&""#);
+    }
+}
