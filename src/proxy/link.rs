@@ -101,6 +101,10 @@ impl<'a> Link<'a> {
                     match write_all(self.dst, &buf.get()[..n], self.cancel).await {
                         Ok(true) => {
                             self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                            // `try_read`/`try_write` do not count toward tokio's cooperative
+                            // budget: without this, a stream that is always ready would keep
+                            // its worker thread and starve every other task (the API too).
+                            tokio::task::consume_budget().await;
                         }
                         Ok(false) => return Some(LinkEnd::Cancelled),
                         Err(_) => return Some(LinkEnd::Teardown(CloseKind::Fin)),
@@ -175,6 +179,7 @@ impl<'a> Link<'a> {
                 }
             }
             if wrote {
+                tokio::task::consume_budget().await;
                 continue;
             }
             if pipe.stages.is_empty() && pipe.out.is_empty() {
