@@ -212,18 +212,32 @@ fn main() -> ExitCode {
             .api_token
             .or_else(|| std::env::var("TOXI_API_TOKEN").ok())
             .filter(|t| !t.is_empty()),
+        proxy_runtime: None,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Two runtimes: the data path (listeners and connections) on a multi-threaded one,
+    // the control API on a thread of its own, so that busy connections never delay it.
+    let runtimes = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("toxi-proxy")
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
+        .and_then(|proxy| {
+            let api = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            Ok((proxy, api))
+        });
+    let (proxy_runtime, api_runtime) = match runtimes {
+        Ok(rts) => rts,
         Err(e) => {
             eprintln!("toxi-server: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let config = Config {
+        proxy_runtime: Some(proxy_runtime.handle().clone()),
+        ..config
+    };
+    let code = api_runtime.block_on(async {
         let server = match Server::start(config).await {
             Ok(s) => s,
             Err(e) => {
@@ -235,7 +249,9 @@ fn main() -> ExitCode {
         wait_for_signal().await;
         server.shutdown().await;
         ExitCode::SUCCESS
-    })
+    });
+    proxy_runtime.shutdown_timeout(Duration::from_secs(2));
+    code
 }
 
 #[cfg(test)]

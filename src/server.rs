@@ -56,6 +56,10 @@ pub struct Config {
     pub dial_timeout: Duration,
     /// When set, API routes other than `/version` need `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
+    /// The runtime for the data path (listeners and connections); `None` means the
+    /// runtime `Server::start` is called on. The binary runs the API on a thread of its
+    /// own and passes its multi-threaded data-path runtime here.
+    pub proxy_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for Config {
@@ -69,6 +73,7 @@ impl Default for Config {
             runtime_metrics: false,
             dial_timeout: Duration::from_secs(10),
             api_token: None,
+            proxy_runtime: None,
         }
     }
 }
@@ -118,6 +123,7 @@ impl Server {
         let registry = Arc::new(Registry::new(EngineConfig {
             seed,
             dial_timeout: config.dial_timeout,
+            runtime: config.proxy_runtime.clone(),
         }));
         tracing::info!(version = crate::VERSION, "Starting Toxiproxy");
         if let Some(path) = &config.config_file {

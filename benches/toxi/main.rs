@@ -90,7 +90,9 @@ usage: cargo bench --bench toxi -- [options]
   --strict           exit with status 1 if any target is missed
   --separate-api-runtime
                      serve the API on a one-thread runtime of its own instead of sharing
-                     the proxy runtime (toxi-server shares it): an experiment
+                     the proxy runtime, as toxi-server does (the default)
+  --shared-api-runtime
+                     serve the API on the proxy runtime instead (for comparison)
 
 environment: TOXI_BENCH_PROXY_THREADS, TOXI_BENCH_LOADGEN_THREADS (worker threads of the
 proxy and load-generator runtimes; default: number of CPUs), TOXI_SERVER_BIN (server binary
@@ -129,7 +131,7 @@ fn parse_args() -> Result<Option<Params>, String> {
         strict: false,
         proxy_threads: env_threads("TOXI_BENCH_PROXY_THREADS"),
         loadgen_threads: env_threads("TOXI_BENCH_LOADGEN_THREADS"),
-        separate_api_runtime: false,
+        separate_api_runtime: true,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -145,6 +147,7 @@ fn parse_args() -> Result<Option<Params>, String> {
             "--quick" | "--bench" => {}
             "--strict" => p.strict = true,
             "--separate-api-runtime" => p.separate_api_runtime = true,
+            "--shared-api-runtime" => p.separate_api_runtime = false,
             "--rounds" => p.rounds = num::<usize>(a, value(a)?)?.max(1),
             "--secs" => {
                 p.sample = Duration::from_secs_f64(num::<f64>(a, value(a)?)?.clamp(0.05, 60.0))
@@ -236,9 +239,11 @@ fn main() {
     });
     let server_rt = api_rt.as_ref().unwrap_or(&proxy_rt);
     let server = server_rt
-        .block_on(toxi::server::Server::start(
-            toxi::server::Config::for_tests(),
-        ))
+        .block_on(toxi::server::Server::start(toxi::server::Config {
+            // As in toxi-server: the data path on the proxy runtime, the API on its own.
+            proxy_runtime: Some(proxy_rt.handle().clone()),
+            ..toxi::server::Config::for_tests()
+        }))
         .expect("server starts");
 
     println!(

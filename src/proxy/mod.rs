@@ -34,6 +34,10 @@ pub struct EngineConfig {
     pub seed: u64,
     /// How long a connection waits for its upstream dial.
     pub dial_timeout: Duration,
+    /// The runtime that runs listeners and connections. `None` means the runtime of the
+    /// caller. `toxi-server` keeps the data path on its own runtime so that busy
+    /// connections can never delay the control API.
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +45,7 @@ impl Default for EngineConfig {
         EngineConfig {
             seed: rand::random(),
             dial_timeout: Duration::from_secs(10),
+            runtime: None,
         }
     }
 }
@@ -92,6 +97,9 @@ impl Running {
             .local_addr()
             .map_err(|e| format!("listen tcp {listen}: {}", addr::os_error_text(&e)))?
             .to_string();
+        // Register the listener with the data-path runtime's reactor, and run its accept
+        // loop (and so every connection it spawns) there.
+        let _entered = config.runtime.as_ref().map(|h| h.enter());
         let listener = tokio::net::TcpListener::from_std(std_listener)
             .map_err(|e| format!("listen tcp {listen}: {}", addr::os_error_text(&e)))?;
         let inst = Arc::new(Instance {
@@ -106,6 +114,7 @@ impl Running {
         });
         let cancel = CancellationToken::new();
         let accept = tokio::spawn(accept_loop(listener, inst, cancel.clone()));
+        drop(_entered);
         tracing::info!(name, listen = %bound, upstream, "Started proxy");
         Ok((bound, Running { cancel, accept }))
     }
