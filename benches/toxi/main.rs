@@ -96,7 +96,8 @@ usage: cargo bench --bench toxi -- [options]
 
 environment: TOXI_BENCH_PROXY_THREADS, TOXI_BENCH_LOADGEN_THREADS (worker threads of the
 proxy and load-generator runtimes; default: number of CPUs), TOXI_SERVER_BIN (server binary
-for the memory figure; default: the one Cargo built).
+for the memory figure; default: the one Cargo built), TOXI_BENCH_VERBOSE=1 (print every API
+request's time).
 ";
 
 fn parse_args() -> Result<Option<Params>, String> {
