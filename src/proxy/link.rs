@@ -15,23 +15,29 @@
 //! that is blocked writing to a peer that stopped reading picks the edit up later.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Read as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::chain::{mix, roll, Chain, ChainEntry};
+use super::splice;
 use crate::model::ToxicKind;
 use crate::toxics::{self, Chunk, CloseKind, Item, Poll, Toxic};
 
 /// The largest single read, as in the reference (each read becomes one chunk).
 pub(crate) const CHUNK_SIZE: usize = 32 * 1024;
+
+/// Full [`CHUNK_SIZE`] reads in a row after which a fast-path stream counts as bulk and
+/// is spliced (zero-copy) instead of copied.
+const SPLICE_AFTER: u32 = 4;
 
 /// How a link ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,16 +91,28 @@ impl<'a> Link<'a> {
     }
 
     /// Copies bytes until the chain becomes non-empty (`None`) or the link ends.
+    ///
+    /// Small messages go through a pooled buffer (`recv` + `send`). A stream that keeps the
+    /// buffer full for [`SPLICE_AFTER`] reads in a row is bulk and switches to
+    /// [`Link::splice_burst`] (zero-copy) until its source drains.
     async fn fast_path(&mut self) -> Option<LinkEnd> {
         let mut buf = pool::Buf::none();
+        let mut full_reads = 0u32;
         loop {
+            if full_reads >= SPLICE_AFTER {
+                full_reads = 0;
+                buf.release();
+                if let Some(end) = self.splice_burst().await {
+                    return end;
+                }
+            }
             // Drain whatever is readable now before waiting; release the buffer when idle.
-            match self.src.try_read(buf.get()) {
-                Ok(0) => {
+            match read_clearing(self.src, buf.get()) {
+                Ok(Read::Eof) => {
                     shutdown_write(self.dst);
                     return Some(LinkEnd::Eof);
                 }
-                Ok(n) => {
+                Ok(Read::Data { n, full }) => {
                     self.counters
                         .received
                         .fetch_add(n as u64, Ordering::Relaxed);
@@ -109,9 +127,16 @@ impl<'a> Link<'a> {
                         Ok(false) => return Some(LinkEnd::Cancelled),
                         Err(_) => return Some(LinkEnd::Teardown(CloseKind::Fin)),
                     }
-                    continue;
+                    full_reads = if full { full_reads + 1 } else { 0 };
+                    if !self.chain_turned_toxic() {
+                        continue;
+                    }
+                    return None;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf.release(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    full_reads = 0;
+                    buf.release();
+                }
                 Err(_) => return Some(LinkEnd::Teardown(CloseKind::Fin)),
             }
             let chain = &mut self.chain;
@@ -131,6 +156,82 @@ impl<'a> Link<'a> {
                     }
                 }
             }
+        }
+    }
+
+    /// Whether the chain gained toxics since last looked at (a cheap check for loops that
+    /// never wait, so a busy stream picks up a new toxic promptly).
+    fn chain_turned_toxic(&mut self) -> bool {
+        if !self.watching {
+            return false;
+        }
+        match self.chain.has_changed() {
+            Ok(true) => !self.chain.borrow_and_update().is_empty(),
+            Ok(false) => false,
+            Err(_) => {
+                self.watching = false;
+                false
+            }
+        }
+    }
+
+    /// Splices source → pipe → destination while the source has data. Returns `None` when
+    /// the source drained (the pipe is closed; the caller goes back to waiting), or what
+    /// `fast_path` must return. The pipe is always empty when this returns, except on
+    /// cancel or teardown: bytes never stay in flight across a switch to the toxic path
+    /// or a half-close. If no pipe can be opened (descriptor limits), returns `None` and
+    /// the buffered path carries on.
+    async fn splice_burst(&mut self) -> Option<Option<LinkEnd>> {
+        let Ok(mut pipe) = splice::Pipe::new() else {
+            return None;
+        };
+        loop {
+            // In: only into an empty pipe (see `splice::splice_in`). `try_io` clears the
+            // read readiness on `WouldBlock` without losing a wake-up.
+            match self.src.try_io(Interest::READABLE, || {
+                splice::splice_in(self.src, &mut pipe)
+            }) {
+                Ok(0) => {
+                    shutdown_write(self.dst);
+                    return Some(Some(LinkEnd::Eof));
+                }
+                Ok(n) => {
+                    self.counters
+                        .received
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(_) => return Some(Some(LinkEnd::Teardown(CloseKind::Fin))),
+            }
+            // Out: drain the pipe completely.
+            while !pipe.is_empty() {
+                match self.dst.try_io(Interest::WRITABLE, || {
+                    splice::splice_out(&mut pipe, self.dst)
+                }) {
+                    Ok(n) => {
+                        self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        tokio::select! {
+                            biased;
+                            _ = self.cancel.cancelled() => return Some(Some(LinkEnd::Cancelled)),
+                            ready = self.dst.writable() => {
+                                if ready.is_err() {
+                                    return Some(Some(LinkEnd::Teardown(CloseKind::Fin)));
+                                }
+                            }
+                        }
+                    }
+                    Err(_) => return Some(Some(LinkEnd::Teardown(CloseKind::Fin))),
+                }
+            }
+            if self.cancel.is_cancelled() {
+                return Some(Some(LinkEnd::Cancelled));
+            }
+            if self.chain_turned_toxic() {
+                return Some(None);
+            }
+            tokio::task::consume_budget().await;
         }
     }
 
@@ -230,6 +331,41 @@ impl<'a> Link<'a> {
                 _ = tokio::time::sleep_until(sleep_at), if deadline.is_some() => {}
             }
         }
+    }
+}
+
+/// The outcome of [`read_clearing`].
+enum Read {
+    Eof,
+    /// `full`: the read filled the buffer, so more may be waiting.
+    Data {
+        n: usize,
+        full: bool,
+    },
+}
+
+/// Reads once from `src`. After a short read (the socket is drained) tokio's read
+/// readiness is cleared, so the next attempt does not spend a `recv` that fails with
+/// `EAGAIN`. The read runs inside `try_io`, so the readiness cleared is the one observed
+/// *before* the `recv`: a wake-up that arrives meanwhile is kept, never lost.
+fn read_clearing(src: &TcpStream, buf: &mut [u8]) -> io::Result<Read> {
+    let mut got = 0;
+    let res = src.try_io(Interest::READABLE, || {
+        got = (&*socket2::SockRef::from(src)).read(buf)?;
+        if got > 0 && got < buf.len() {
+            // Not an error: makes `try_io` clear the readiness.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(got)
+    });
+    match res {
+        Ok(0) => Ok(Read::Eof),
+        Ok(n) => Ok(Read::Data { n, full: true }),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(Read::Data {
+            n: got,
+            full: false,
+        }),
+        Err(e) => Err(e),
     }
 }
 

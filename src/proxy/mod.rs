@@ -23,6 +23,7 @@ pub(crate) mod addr;
 pub(crate) mod chain;
 mod connection;
 pub(crate) mod link;
+mod splice;
 
 pub use chain::{Chain, ChainEntry};
 pub use link::DirectionCounters;

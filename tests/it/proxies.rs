@@ -228,3 +228,110 @@ async fn populate_duplicate_names_report_final_state() {
     assert!(done[1].enabled);
     assert_eq!(server.registry().get("d").unwrap().upstream, "x:2");
 }
+
+fn noop_toxic(name: &str, dir: toxi::model::Direction) -> toxi::registry::ToxicSnapshot {
+    toxi::registry::ToxicSnapshot {
+        name: name.into(),
+        stream: dir.as_str().into(),
+        direction: dir,
+        toxicity: 1.0,
+        kind: toxi::model::ToxicKind::Noop,
+    }
+}
+
+/// Bulk streams are spliced (zero-copy through a kernel pipe) on the fast path; a noop
+/// toxic added and removed in a tight loop switches the links between the fast path and
+/// the toxic path while the pipe holds data. Nothing is lost, duplicated or reordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_integrity_while_switching_fast_and_toxic_paths() {
+    use sha2::{Digest, Sha256};
+    use toxi::model::Direction;
+    const TOTAL: usize = 48 * 1024 * 1024;
+    let server = server().await;
+    let p = proxy(&server, "switching", echo_upstream().await).await;
+    let (mut r, mut w) = connect(&p).await.into_split();
+    let writer = tokio::spawn(async move {
+        let mut hash = Sha256::new();
+        for seed in 0..(TOTAL >> 20) as u64 {
+            let block = pattern(1 << 20, seed + 1);
+            hash.update(&block);
+            w.write_all(&block).await.unwrap();
+        }
+        w.shutdown().await.unwrap();
+        hash.finalize()
+    });
+    let registry = server.registry().clone();
+    let name = p.name.clone();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn_done = done.clone();
+    let churn = tokio::spawn(async move {
+        let mut switches = 0u64;
+        while !churn_done.load(std::sync::atomic::Ordering::Relaxed) {
+            let dir = [Direction::Upstream, Direction::Downstream][switches as usize % 2];
+            registry.add_toxic(&name, noop_toxic("n", dir)).unwrap();
+            tokio::time::sleep(Duration::from_micros(300)).await;
+            registry.remove_toxic(&name, "n").unwrap();
+            tokio::time::sleep(Duration::from_micros(700)).await;
+            switches += 1;
+        }
+        switches
+    });
+    let mut hash = Sha256::new();
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    let read = async {
+        loop {
+            let n = r.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+            received += n;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), read)
+        .await
+        .expect("stream finished");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let switches = churn.await.unwrap();
+    assert_eq!(received, TOTAL);
+    assert_eq!(hash.finalize(), writer.await.unwrap());
+    assert!(switches > 10, "toxic churn ran: {switches} switches");
+}
+
+/// A half-close at the end of a bulk (spliced) transfer: every byte arrives before the
+/// FIN, and the reply direction, bulk too, stays open and ends cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_close_after_bulk_transfer() {
+    use sha2::{Digest, Sha256};
+    const LEN: usize = 24 * 1024 * 1024 + 77;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        sock.read_to_end(&mut request).await.unwrap(); // until the client's FIN
+        let digest = Sha256::digest(&request);
+        sock.write_all(&digest).await.unwrap();
+        sock.write_all(&pattern(LEN, 9)).await.unwrap();
+        sock.shutdown().await.unwrap();
+    });
+    let server = server().await;
+    let p = proxy(&server, "bulk_half", upstream).await;
+    let mut c = connect(&p).await;
+    let data = pattern(LEN, 3);
+    within("bulk request", c.write_all(&data)).await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), c.read_to_end(&mut reply))
+        .await
+        .expect("reply finished")
+        .expect("clean EOF");
+    assert_eq!(reply.len(), 32 + LEN);
+    assert_eq!(
+        reply[..32],
+        Sha256::digest(&data)[..],
+        "request arrived intact"
+    );
+    assert!(reply[32..] == pattern(LEN, 9)[..], "reply arrived intact");
+}

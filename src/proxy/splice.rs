@@ -1,0 +1,118 @@
+//! Zero-copy forwarding for bulk streams on Linux: source socket → pipe → destination
+//! socket with `splice(2)`, so the bytes never pass through user space.
+//!
+//! A [`Pipe`] is created only while a link streams in bulk and is closed (on drop) as soon
+//! as it goes idle, so idle connections hold no pipe. It counts the bytes it holds, so its
+//! user always knows what is in flight.
+//!
+//! Both helpers are non-blocking (`SPLICE_F_NONBLOCK`, and tokio's sockets are
+//! `O_NONBLOCK`) and report "not ready" as [`io::ErrorKind::WouldBlock`], for use inside
+//! `TcpStream::try_io`. One trap: splicing into a *full* pipe also fails with `EAGAIN`,
+//! which tokio would take as "socket not readable" and lose a wake-up; [`splice_in`]
+//! therefore refuses to run unless the pipe is empty.
+//!
+//! Everything unsafe in the proxy lives here.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+
+/// The pipe size asked for with `F_SETPIPE_SZ` (the kernel may refuse: per-user pipe
+/// limits; the pipe then keeps its default size, which works as well).
+pub(crate) const PIPE_SIZE: usize = 256 * 1024;
+
+/// A kernel pipe used as a splice buffer; both ends close on drop.
+pub(crate) struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    /// Bytes spliced in and not yet spliced out.
+    len: usize,
+    /// Capacity in bytes (the most one `splice_in` asks for).
+    cap: usize,
+}
+
+impl Pipe {
+    /// Opens a non-blocking, close-on-exec pipe of about [`PIPE_SIZE`] bytes.
+    pub(crate) fn new() -> io::Result<Pipe> {
+        let mut fds: [libc::c_int; 2] = [-1; 2];
+        // SAFETY: `fds` is a writable array of two ints, as pipe2 requires.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: fcntl on a descriptor we own; both commands take an int argument.
+        let cap = unsafe {
+            match libc::fcntl(
+                write.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                PIPE_SIZE as libc::c_int,
+            ) {
+                n if n > 0 => n,
+                _ => libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ),
+            }
+        };
+        let cap = usize::try_from(cap)
+            .ok()
+            .filter(|&c| c > 0)
+            .unwrap_or(64 * 1024);
+        Ok(Pipe {
+            read,
+            write,
+            len: 0,
+            cap,
+        })
+    }
+
+    /// Whether the pipe holds no bytes.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Moves up to the pipe's capacity from `src` (a socket) into the **empty** `pipe`.
+/// `Ok(0)` is end of stream; `WouldBlock` means `src` has nothing to read.
+pub(crate) fn splice_in(src: &impl AsFd, pipe: &mut Pipe) -> io::Result<usize> {
+    assert!(pipe.is_empty(), "splice_in into a non-empty pipe");
+    let n = splice(src.as_fd().as_raw_fd(), pipe.write.as_raw_fd(), pipe.cap)?;
+    pipe.len += n;
+    Ok(n)
+}
+
+/// Moves what `pipe` holds into `dst` (a socket), possibly only part of it.
+/// `WouldBlock` means `dst` cannot take more now.
+pub(crate) fn splice_out(pipe: &mut Pipe, dst: &impl AsFd) -> io::Result<usize> {
+    if pipe.len == 0 {
+        return Ok(0);
+    }
+    let n = splice(pipe.read.as_raw_fd(), dst.as_fd().as_raw_fd(), pipe.len)?;
+    if n == 0 {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    pipe.len -= n;
+    Ok(n)
+}
+
+fn splice(from: libc::c_int, to: libc::c_int, len: usize) -> io::Result<usize> {
+    loop {
+        // SAFETY: both descriptors are borrowed from live owners for the duration of the
+        // call; null offsets are required for pipes and sockets; no memory is passed.
+        let n = unsafe {
+            libc::splice(
+                from,
+                std::ptr::null_mut(),
+                to,
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
