@@ -1,7 +1,10 @@
 //! One client connection: dial the upstream inside the connection's own task (with a
 //! timeout), then run both links in this task until both directions end.
 
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -12,21 +15,57 @@ use super::Instance;
 use crate::model::Direction;
 use crate::toxics::CloseKind;
 
+/// How long a hostname upstream's resolution is reused. Like the reference, the name is
+/// looked up again for new connections; reusing it for a second spares a blocking
+/// lookup per connection without noticeably delaying a DNS change.
+const RESOLVE_TTL: Duration = Duration::from_secs(1);
+
+/// Dials the upstream: an address literal directly, a hostname through a short-lived
+/// cache of its addresses, trying each address in turn as Go's dialer does.
+async fn dial(inst: &Instance) -> io::Result<TcpStream> {
+    if let Ok(addr) = inst.upstream.parse::<SocketAddr>() {
+        return TcpStream::connect(addr).await;
+    }
+    let now = tokio::time::Instant::now();
+    let cached = {
+        let guard = inst.resolved.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .as_ref()
+            .filter(|(at, _)| now.duration_since(*at) < RESOLVE_TTL)
+            .map(|(_, a)| a.clone())
+    };
+    let addrs = match cached {
+        Some(addrs) => addrs,
+        None => {
+            let addrs: Arc<[SocketAddr]> = tokio::net::lookup_host(inst.upstream.as_str())
+                .await?
+                .collect();
+            *inst.resolved.lock().unwrap_or_else(|e| e.into_inner()) = Some((now, addrs.clone()));
+            addrs
+        }
+    };
+    let mut last = io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("lookup {}: no such host", inst.upstream),
+    );
+    for addr in addrs.iter() {
+        match TcpStream::connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 pub(crate) async fn serve(
     client: TcpStream,
+    peer: SocketAddr,
     inst: Arc<Instance>,
     seq: u64,
     cancel: CancellationToken,
 ) {
-    let peer = client
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
     let _ = client.set_nodelay(true);
-    let dial = tokio::time::timeout(
-        inst.dial_timeout,
-        TcpStream::connect(inst.upstream.as_str()),
-    );
+    let dial = tokio::time::timeout(inst.dial_timeout, dial(&inst));
     let upstream = tokio::select! {
         biased;
         _ = cancel.cancelled() => return,

@@ -73,6 +73,8 @@ pub(crate) struct Instance {
     pub chains: Arc<[watch::Sender<Chain>; 2]>,
     pub stats: Arc<InstanceStats>,
     next_seq: AtomicU64,
+    /// The upstream's resolved addresses and when they were looked up (hostname upstreams).
+    resolved: std::sync::Mutex<Option<(tokio::time::Instant, Arc<[std::net::SocketAddr]>)>>,
 }
 
 /// A started proxy: its cancellation token and its accept loop.
@@ -112,6 +114,7 @@ impl Running {
             chains,
             stats: stats_for(&bound),
             next_seq: AtomicU64::new(0),
+            resolved: std::sync::Mutex::new(None),
         });
         let cancel = CancellationToken::new();
         let accept = tokio::spawn(accept_loop(listener, inst, cancel.clone()));
@@ -142,11 +145,12 @@ async fn accept_loop(
             r = listener.accept() => r,
         };
         match accepted {
-            Ok((sock, _)) => {
+            Ok((sock, peer)) => {
                 backoff = Duration::from_millis(5);
                 let seq = inst.next_seq.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(connection::serve(
                     sock,
+                    peer,
                     inst.clone(),
                     seq,
                     cancel.child_token(),

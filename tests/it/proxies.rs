@@ -335,3 +335,26 @@ async fn half_close_after_bulk_transfer() {
     );
     assert!(reply[32..] == pattern(LEN, 9)[..], "reply arrived intact");
 }
+
+/// A hostname upstream is resolved (and briefly cached); every address is tried in turn,
+/// so `localhost` reaches an IPv4-only upstream even when `::1` comes first.
+#[tokio::test]
+async fn hostname_upstream_tries_every_address() {
+    let up = echo_upstream().await;
+    let server = server().await;
+    let p = server
+        .registry()
+        .create(toxi::registry::ProxyInput {
+            name: "byname".into(),
+            listen: "127.0.0.1:0".into(),
+            upstream: format!("localhost:{}", up.port()),
+            enabled: true,
+        })
+        .await
+        .unwrap();
+    for i in 0..3u8 {
+        let mut c = connect(&p).await;
+        c.write_all(&[i]).await.unwrap();
+        assert_eq!(read_n(&mut c, 1).await, [i]);
+    }
+}
