@@ -276,26 +276,11 @@ async fn bulk_integrity_while_switching_fast_and_toxic_paths() {
         }
         switches
     });
-    let mut hash = Sha256::new();
-    let mut received = 0usize;
-    let mut buf = vec![0u8; 256 * 1024];
-    let read = async {
-        loop {
-            let n = r.read(&mut buf).await.unwrap();
-            if n == 0 {
-                break;
-            }
-            hash.update(&buf[..n]);
-            received += n;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(120), read)
-        .await
-        .expect("stream finished");
+    let (received, digest) = sha256_to_eof(&mut r, Duration::from_secs(120)).await;
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let switches = churn.await.unwrap();
     assert_eq!(received, TOTAL);
-    assert_eq!(hash.finalize(), writer.await.unwrap());
+    assert_eq!(digest, writer.await.unwrap().to_vec());
     assert!(switches > 10, "toxic churn ran: {switches} switches");
 }
 

@@ -189,3 +189,29 @@ pub async fn create_proxy_http(api: SocketAddr, name: &str, upstream: SocketAddr
     let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
     v["listen"].as_str().unwrap().to_string()
 }
+
+/// Reads until EOF, hashing with SHA-256; returns the byte count and the digest. Fails the
+/// test if the stream does not end within `limit`.
+pub async fn sha256_to_eof(
+    r: &mut (impl tokio::io::AsyncRead + Unpin),
+    limit: Duration,
+) -> (usize, Vec<u8>) {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    let read = async {
+        loop {
+            let n = r.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+            received += n;
+        }
+    };
+    tokio::time::timeout(limit, read)
+        .await
+        .expect("stream finished in time");
+    (received, hash.finalize().to_vec())
+}

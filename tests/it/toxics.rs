@@ -642,26 +642,11 @@ async fn integrity_under_toxic_churn() {
         }
         ops
     });
-    let mut hash = Sha256::new();
-    let mut received = 0usize;
-    let mut buf = vec![0u8; 256 * 1024];
-    let read = async {
-        loop {
-            let n = r.read(&mut buf).await.unwrap();
-            if n == 0 {
-                break;
-            }
-            hash.update(&buf[..n]);
-            received += n;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(300), read)
-        .await
-        .expect("integrity stream finished");
+    let (received, digest) = sha256_to_eof(&mut r, Duration::from_secs(300)).await;
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let ops = churn.await.unwrap();
     let sent_hash = writer.await.unwrap();
     assert_eq!(received, TOTAL);
-    assert_eq!(hash.finalize(), sent_hash);
+    assert_eq!(digest, sent_hash.to_vec());
     assert!(ops > 100, "churn ran: {ops} operations");
 }
