@@ -343,3 +343,55 @@ async fn hostname_upstream_tries_every_address() {
         assert_eq!(read_n(&mut c, 1).await, [i]);
     }
 }
+
+/// DECISIONS §2.9: `/reset` handles proxies in name order, carries on past a proxy that
+/// cannot start, and reports the first error.
+#[tokio::test]
+async fn reset_carries_on_past_a_failing_proxy() {
+    let server = server().await;
+    let registry = server.registry();
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().to_string();
+    let up = echo_upstream().await.to_string();
+    for (name, listen) in [
+        ("a", "127.0.0.1:0"),
+        ("b", taken.as_str()),
+        ("c", "127.0.0.1:0"),
+    ] {
+        registry
+            .create(toxi::registry::ProxyInput {
+                name: name.into(),
+                listen: listen.into(),
+                upstream: up.clone(),
+                enabled: false,
+            })
+            .await
+            .unwrap();
+        registry
+            .add_toxic(
+                name,
+                toxi::registry::ToxicSnapshot {
+                    name: "n".into(),
+                    stream: "downstream".into(),
+                    direction: toxi::model::Direction::Downstream,
+                    toxicity: 1.0,
+                    kind: toxi::model::ToxicKind::Noop,
+                },
+            )
+            .unwrap();
+    }
+    let err = registry.reset().await.unwrap_err();
+    assert_eq!(err.status(), 500);
+    assert!(err.to_string().contains("address already in use"), "{err}");
+    let (a, b, c) = (
+        registry.get("a").unwrap(),
+        registry.get("b").unwrap(),
+        registry.get("c").unwrap(),
+    );
+    assert!(
+        a.enabled && c.enabled,
+        "proxies after the failing one are reset too"
+    );
+    assert!(!b.enabled);
+    assert!(a.toxics.is_empty() && b.toxics.is_empty() && c.toxics.is_empty());
+}
