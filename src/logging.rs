@@ -201,14 +201,14 @@ where
         if let (Some(file), Some(no)) = (meta.file(), meta.line()) {
             let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
             line.push_str(",\"caller\":");
-            push_json_str(&mut line, &format!("{base}:{no}"));
+            crate::model::json::write_str_plain(&mut line, &format!("{base}:{no}"));
         }
         line.push_str(",\"time\":\"");
         line.push_str(&rfc3339_seconds((self.clock)()));
         line.push('"');
         if let Some(message) = message {
             line.push_str(",\"message\":");
-            push_json_str(&mut line, &message);
+            crate::model::json::write_str_plain(&mut line, &message);
         }
         line.push('}');
         writeln!(writer, "{line}")
@@ -269,7 +269,7 @@ impl<'a> JsonVisitor<'a> {
     fn key(&mut self, field: &Field) {
         let name = field.name();
         self.out.push(',');
-        push_json_str(self.out, name.strip_prefix("r#").unwrap_or(name));
+        crate::model::json::write_str_plain(self.out, name.strip_prefix("r#").unwrap_or(name));
         self.out.push(':');
     }
 
@@ -284,7 +284,7 @@ impl<'a> JsonVisitor<'a> {
             return;
         }
         self.key(field);
-        push_json_str(self.out, value);
+        crate::model::json::write_str_plain(self.out, value);
     }
 }
 
@@ -328,28 +328,6 @@ impl Visit for JsonVisitor<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.string(field, &format!("{value:?}"));
     }
-}
-
-/// Appends `s` as a JSON string literal (quotes, backslashes and control characters
-/// escaped, other characters as they are, as zerolog does).
-fn push_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// Formats `t` as RFC 3339 in UTC with whole seconds: `2026-11-24T14:34:27Z`. Times
@@ -405,7 +383,7 @@ mod tests {
     #[test]
     fn json_strings() {
         let mut s = String::new();
-        push_json_str(&mut s, "a\"b\\c\nd\u{1}é<>&");
+        crate::model::json::write_str_plain(&mut s, "a\"b\\c\nd\u{1}é<>&");
         assert_eq!(s, r#""a\"b\\c\nd\u0001é<>&""#);
     }
 }

@@ -826,6 +826,16 @@ impl ToxicUpdate {
 /// Appends `s` as a JSON string literal, escaped as Go's `encoding/json` does with HTML
 /// escaping on.
 pub fn write_str(out: &mut String, s: &str) {
+    write_escaped(out, s, true);
+}
+
+/// Appends `s` as a JSON string literal without the HTML escapes (`<`, `>`, `&`, U+2028,
+/// U+2029 stay as they are), as zerolog writes log fields.
+pub fn write_str_plain(out: &mut String, s: &str) {
+    write_escaped(out, s, false);
+}
+
+fn write_escaped(out: &mut String, s: &str, html: bool) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
     for ch in s.chars() {
@@ -837,18 +847,21 @@ pub fn write_str(out: &mut String, s: &str) {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            '<' | '>' | '&' | '\u{0}'..='\u{1f}' => {
-                let c = ch as u32;
-                out.push_str("\\u00");
-                out.push(HEX[(c >> 4) as usize] as char);
-                out.push(HEX[(c & 0xf) as usize] as char);
-            }
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
+            '\u{0}'..='\u{1f}' => push_u00(out, ch),
+            '<' | '>' | '&' if html => push_u00(out, ch),
+            '\u{2028}' if html => out.push_str("\\u2028"),
+            '\u{2029}' if html => out.push_str("\\u2029"),
             _ => out.push(ch),
         }
     }
     out.push('"');
+
+    fn push_u00(out: &mut String, ch: char) {
+        let c = ch as u32;
+        out.push_str("\\u00");
+        out.push(HEX[(c >> 4) as usize] as char);
+        out.push(HEX[(c & 0xf) as usize] as char);
+    }
 }
 
 /// A JSON string literal for `s` (see [`write_str`]).
