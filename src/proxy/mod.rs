@@ -23,6 +23,10 @@ pub(crate) mod addr;
 pub(crate) mod chain;
 mod connection;
 pub(crate) mod link;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod splice;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[path = "splice_unsupported.rs"]
 mod splice;
 
 pub use chain::{Chain, ChainEntry};

@@ -241,7 +241,7 @@ mod pty {
     pub fn open() -> (OwnedFd, OwnedFd) {
         let mut master: libc::c_int = -1;
         let mut slave: libc::c_int = -1;
-        let size = libc::winsize {
+        let mut size = libc::winsize {
             ws_row: 24,
             ws_col: 80,
             ws_xpixel: 0,
@@ -254,8 +254,9 @@ mod pty {
                 &mut master,
                 &mut slave,
                 std::ptr::null_mut(),
-                std::ptr::null(),
-                &size,
+                // `as _`: the pointer types differ by platform (const on Linux).
+                std::ptr::null_mut::<libc::termios>() as _,
+                &mut size as *mut libc::winsize as _,
             )
         };
         assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
