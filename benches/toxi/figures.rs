@@ -26,6 +26,8 @@ pub struct Ctx {
     pub up: Upstreams,
     /// The open-files limit of this process.
     pub nofile: u64,
+    /// HAProxy as a reference proxy (`--haproxy`).
+    pub haproxy: Option<crate::haproxy::Haproxy>,
 }
 
 impl Ctx {
@@ -72,18 +74,71 @@ async fn alternate<T, F, Fut>(
     rounds: usize,
     direct: SocketAddr,
     proxied: SocketAddr,
-    mut f: F,
+    f: F,
 ) -> Res<(Vec<T>, Vec<T>)>
 where
     F: FnMut(SocketAddr) -> Fut,
     Fut: std::future::Future<Output = Res<T>>,
 {
+    let (d, t, _) = alternate_with(rounds, direct, proxied, None, f).await?;
+    Ok((d, t))
+}
+
+/// [`alternate`] with an optional reference proxy as a third column of each round
+/// (direct, toxi, reference, direct, toxi, …). A failing reference is reported in its
+/// row and does not fail the figure.
+async fn alternate_with<T, F, Fut>(
+    rounds: usize,
+    direct: SocketAddr,
+    proxied: SocketAddr,
+    reference: Option<SocketAddr>,
+    mut f: F,
+) -> Res<(Vec<T>, Vec<T>, Option<Res<Vec<T>>>)>
+where
+    F: FnMut(SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = Res<T>>,
+{
     let (mut d, mut t) = (Vec::new(), Vec::new());
+    let mut r = reference.map(|_| Ok(Vec::new()));
     for _ in 0..rounds {
         d.push(f(direct).await.map_err(|e| format!("direct: {e}"))?);
         t.push(f(proxied).await.map_err(|e| format!("toxi: {e}"))?);
+        if let (Some(addr), Some(Ok(v))) = (reference, r.as_mut()) {
+            match f(addr).await {
+                Ok(x) => v.push(x),
+                Err(e) => r = Some(Err(e)),
+            }
+        }
     }
-    Ok((d, t))
+    Ok((d, t, r))
+}
+
+/// The reference proxy's row under a toxi row: its value, its ratio to direct, and how
+/// toxi compares (`toxi / reference`, > 1 means toxi is ahead for rates).
+fn reference_row(
+    ctx: &Ctx,
+    direct: f64,
+    toxi: f64,
+    reference: Res<f64>,
+    fmt: impl Fn(f64) -> String,
+) -> Row {
+    let label = ctx
+        .haproxy
+        .as_ref()
+        .map_or("reference", |h| h.label.as_str());
+    let figure = format!("  {label} (TCP mode)");
+    match reference {
+        Ok(h) => Row::value(
+            &figure,
+            fmt(direct),
+            fmt(h),
+            format!("{:.2}×", h / direct),
+            true,
+            &format!("toxi = {:.2}× {label}", toxi / h),
+        )
+        .without_target(),
+        Err(e) => Row::error(&figure, e).without_target(),
+    }
 }
 
 fn mbps(v: f64) -> String {
@@ -105,6 +160,7 @@ pub async fn bulk(ctx: &Ctx) -> Res<Vec<Row>> {
     let (mut d, mut t, mut n) = (Vec::new(), Vec::new(), Vec::new());
     let (mut d_cpu, mut t_cpu) = (cpu::Split::ZERO, cpu::Split::ZERO);
     let (mut d_bytes, mut t_bytes) = (0f64, 0f64);
+    let mut h: Res<Vec<f64>> = Ok(Vec::new());
     for _ in 0..ctx.p.rounds {
         let c0 = cpu::split();
         let (bytes, elapsed) = load::bulk_stream(ctx.up.sink, dur, None)
@@ -122,6 +178,12 @@ pub async fn bulk(ctx: &Ctx) -> Res<Vec<Row>> {
                 .await
                 .map_err(|e| format!("toxi+noop: {e}"))?,
         );
+        if let (Some(hp), Ok(v)) = (&ctx.haproxy, h.as_mut()) {
+            match load::bulk(hp.sink, dur).await {
+                Ok(x) => v.push(x),
+                Err(e) => h = Err(e),
+            }
+        }
         d_cpu = d_cpu + (c1 - c0);
         t_cpu = t_cpu + (c2 - c1);
         d_bytes += bytes as f64;
@@ -129,7 +191,7 @@ pub async fn bulk(ctx: &Ctx) -> Res<Vec<Row>> {
     }
     let (d, t, n) = (median(d), median(t), median(n));
     let per_gb = |cpu: Duration, bytes: f64| cpu.as_secs_f64() / (bytes / 1e9);
-    Ok(vec![
+    let mut rows = vec![
         Row::ratio(
             "bulk throughput, 1 stream",
             mbps(d),
@@ -153,34 +215,74 @@ pub async fn bulk(ctx: &Ctx) -> Res<Vec<Row>> {
             n / d,
             Target::None,
         ),
-    ])
+    ];
+    if ctx.haproxy.is_some() {
+        rows.push(reference_row(ctx, d, t, h.map(median), mbps));
+    }
+    Ok(rows)
 }
 
 pub async fn bulk8(ctx: &Ctx) -> Res<Vec<Row>> {
     let proxied = ctx.proxy("bench_sink8", ctx.up.sink).await?;
     let dur = ctx.p.sample;
-    let (d, t) = alternate(ctx.p.rounds, ctx.up.sink, proxied, |a| {
+    let reference = ctx.haproxy.as_ref().map(|h| h.sink);
+    let (d, t, h) = alternate_with(ctx.p.rounds, ctx.up.sink, proxied, reference, |a| {
         load::bulk_parallel(a, 8, dur)
     })
     .await?;
     let (d, t) = (median(d), median(t));
-    Ok(vec![Row::ratio(
+    let mut rows = vec![Row::ratio(
         "bulk throughput, 8 streams",
         mbps(d),
         mbps(t),
         t / d,
         Target::None,
-    )])
+    )];
+    if let Some(h) = h {
+        rows.push(reference_row(ctx, d, t, h.map(median), mbps));
+    }
+    Ok(rows)
 }
 
 pub async fn rtt(ctx: &Ctx) -> Res<Vec<Row>> {
     let proxied = ctx.proxy("bench_echo", ctx.up.echo).await?;
     let iters = ctx.p.rtt_iters;
-    let (d, t) = alternate(ctx.p.rounds, ctx.up.echo, proxied, |a| load::rtt(a, iters)).await?;
+    let reference = ctx.haproxy.as_ref().map(|h| h.echo);
+    let (d, t, h) = alternate_with(ctx.p.rounds, ctx.up.echo, proxied, reference, |a| {
+        load::rtt(a, iters)
+    })
+    .await?;
     let q =
         |v: &[Vec<u64>], p: f64| median(v.iter().map(|s| quantile(s, p) as f64 / 1e3).collect());
     let (d50, t50, d99, t99) = (q(&d, 0.5), q(&t, 0.5), q(&d, 0.99), q(&t, 0.99));
-    Ok(vec![
+    let reference = h.map(|h| {
+        let label = ctx
+            .haproxy
+            .as_ref()
+            .map_or("reference", |h| h.label.as_str());
+        let figure = format!("  {label} (TCP mode), p50 / p99");
+        match h {
+            Ok(h) => {
+                let (h50, h99) = (q(&h, 0.5), q(&h, 0.99));
+                Row::info(
+                    &figure,
+                    format!("{d50:.1} / {d99:.1} µs"),
+                    format!(
+                        "{h50:.1} (+{:.1}) / {h99:.1} (+{:.1}) µs",
+                        h50 - d50,
+                        h99 - d99
+                    ),
+                )
+                .with_target(format!(
+                    "added p50: toxi {:.1}, {label} {:.1}",
+                    t50 - d50,
+                    h50 - d50
+                ))
+            }
+            Err(e) => Row::error(&figure, e).without_target(),
+        }
+    });
+    let mut rows = vec![
         Row::added(
             "round trip 1-64 B, p50",
             format!("{d50:.1} µs"),
@@ -199,21 +301,33 @@ pub async fn rtt(ctx: &Ctx) -> Res<Vec<Row>> {
             None,
             "-",
         ),
-    ])
+    ];
+    rows.extend(reference);
+    Ok(rows)
 }
 
 pub async fn rr64k(ctx: &Ctx) -> Res<Vec<Row>> {
     let proxied = ctx.proxy("bench_echo64", ctx.up.echo).await?;
     let dur = ctx.p.sample;
-    let (d, t) = alternate(ctx.p.rounds, ctx.up.echo, proxied, |a| load::rr64k(a, dur)).await?;
+    let reference = ctx.haproxy.as_ref().map(|h| h.echo);
+    let (d, t, h) = alternate_with(ctx.p.rounds, ctx.up.echo, proxied, reference, |a| {
+        load::rr64k(a, dur)
+    })
+    .await?;
     let (d, t) = (median(d), median(t));
-    Ok(vec![Row::ratio(
+    let mut rows = vec![Row::ratio(
         "64 KiB request/response rate",
         format!("{d:.0} /s"),
         format!("{t:.0} /s"),
         t / d,
         Target::None,
-    )])
+    )];
+    if let Some(h) = h {
+        rows.push(reference_row(ctx, d, t, h.map(median), |v| {
+            format!("{v:.0} /s")
+        }));
+    }
+    Ok(rows)
 }
 
 pub async fn connrate(ctx: &Ctx) -> Res<Vec<Row>> {
@@ -241,6 +355,7 @@ pub async fn connrate(ctx: &Ctx) -> Res<Vec<Row>> {
     let (mut d, mut t, mut l) = (Vec::new(), Vec::new(), Vec::new());
     let (mut d_cpu, mut t_cpu) = (cpu::Split::ZERO, cpu::Split::ZERO);
     let (mut d_n, mut t_n) = (0u64, 0u64);
+    let mut h: Res<Vec<f64>> = Ok(Vec::new());
     for _ in 0..ctx.p.rounds {
         let c0 = cpu::split();
         let (rate, n) = load::conn_rate(ctx.up.oneshot, dur, 4)
@@ -263,6 +378,12 @@ pub async fn connrate(ctx: &Ctx) -> Res<Vec<Row>> {
                 .map_err(|e| format!("toxi (localhost): {e}"))?
                 .0,
         );
+        if let (Some(hp), Ok(v)) = (&ctx.haproxy, h.as_mut()) {
+            match load::conn_rate(hp.oneshot, dur, 4).await {
+                Ok((x, _)) => v.push(x),
+                Err(e) => h = Err(e),
+            }
+        }
     }
     // One connection at a time: latency-bound rather than CPU-bound.
     let (d1, t1) = alternate(ctx.p.rounds, ctx.up.oneshot, proxied, |a| async move {
@@ -272,7 +393,7 @@ pub async fn connrate(ctx: &Ctx) -> Res<Vec<Row>> {
     let (d1, t1) = (median(d1), median(t1));
     let (d, t, l) = (median(d), median(t), median(l));
     let us_per = |cpu: Duration, n: u64| cpu.as_secs_f64() * 1e6 / n.max(1) as f64;
-    Ok(vec![
+    let mut rows = vec![
         Row::ratio(
             "new connections (1 exchange each)",
             format!("{d:.0} /s"),
@@ -303,7 +424,13 @@ pub async fn connrate(ctx: &Ctx) -> Res<Vec<Row>> {
             l / d,
             Target::None,
         ),
-    ])
+    ];
+    if ctx.haproxy.is_some() {
+        rows.push(reference_row(ctx, d, t, h.map(median), |v| {
+            format!("{v:.0} /s")
+        }));
+    }
+    Ok(rows)
 }
 
 pub async fn memory(ctx: &Ctx) -> Res<Vec<Row>> {
@@ -320,6 +447,15 @@ pub async fn memory(ctx: &Ctx) -> Res<Vec<Row>> {
             "≤ 16 KiB",
         )),
         Err(e) => rows.push(Row::error(&format!("RSS per idle connection ({n})"), e)),
+    }
+    if let Some(hp) = &ctx.haproxy {
+        let figure = format!("  {} (TCP mode), same measure", hp.label);
+        rows.push(
+            match crate::memory::rss_growth(hp.pid(), hp.echo_small, n).await {
+                Ok(r) => Row::info(&figure, "-".into(), format!("{:.2} KiB", r.per_conn_kib)),
+                Err(e) => Row::error(&figure, e).without_target(),
+            },
+        );
     }
     // Cross-check: heap bytes held in this process (counting allocator), proxied minus direct.
     // Here each proxied connection costs four descriptors in this process: stay well inside

@@ -10,11 +10,13 @@
 //! The proxy runs in this process on its own multi-thread runtime (threads named
 //! `toxi-proxy`), driven through the registry; the load generator (clients and the upstream
 //! servers) runs on a second runtime, so the two never share a scheduler. The memory figure
-//! uses a `toxi-server` subprocess for a clean RSS reading. See docs/performance.md.
+//! uses a `toxi-server` subprocess for a clean RSS reading. `--haproxy` adds HAProxy in TCP
+//! mode as a reference proxy (a subprocess). See the README's "Performance" section.
 
 mod alloc;
 mod cpu;
 mod figures;
+mod haproxy;
 mod http;
 mod load;
 mod memory;
@@ -69,6 +71,8 @@ pub struct Params {
     pub loadgen_threads: usize,
     /// Serve the API on a runtime of its own instead of the proxy runtime.
     pub separate_api_runtime: bool,
+    /// Measure HAProxy (TCP mode) beside toxi.
+    pub haproxy: bool,
 }
 
 const USAGE: &str = "\
@@ -88,13 +92,17 @@ usage: cargo bench --bench toxi -- [options]
   --only a,b,...     run only these figures: bulk bulk8 rtt rr64k connrate memory alloc
                      lat100 latency bandwidth api
   --strict           exit with status 1 if any target is missed
+  --haproxy          also measure HAProxy in TCP mode (as many threads as the proxy
+                     runtime) on the same upstreams, alternating with direct and toxi:
+                     bulk, bulk8, rtt, rr64k, connrate and memory get a reference row
   --separate-api-runtime
                      serve the API on a one-thread runtime of its own instead of sharing
                      the proxy runtime, as toxi-server does (the default)
   --shared-api-runtime
                      serve the API on the proxy runtime instead (for comparison)
 
-environment: TOXI_BENCH_PROXY_THREADS, TOXI_BENCH_LOADGEN_THREADS (worker threads of the
+environment: TOXI_BENCH_HAPROXY (HAProxy binary; default: haproxy on PATH or in /usr/sbin),
+TOXI_BENCH_PROXY_THREADS, TOXI_BENCH_LOADGEN_THREADS (worker threads of the
 proxy and load-generator runtimes; default: number of CPUs), TOXI_SERVER_BIN (server binary
 for the memory figure; default: the one Cargo built), TOXI_BENCH_VERBOSE=1 (print every API
 request's time).
@@ -133,6 +141,7 @@ fn parse_args() -> Result<Option<Params>, String> {
         proxy_threads: env_threads("TOXI_BENCH_PROXY_THREADS"),
         loadgen_threads: env_threads("TOXI_BENCH_LOADGEN_THREADS"),
         separate_api_runtime: true,
+        haproxy: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -147,6 +156,7 @@ fn parse_args() -> Result<Option<Params>, String> {
         match a.as_str() {
             "--quick" | "--bench" => {}
             "--strict" => p.strict = true,
+            "--haproxy" => p.haproxy = true,
             "--separate-api-runtime" => p.separate_api_runtime = true,
             "--shared-api-runtime" => p.separate_api_runtime = false,
             "--rounds" => p.rounds = num::<usize>(a, value(a)?)?.max(1),
@@ -272,13 +282,38 @@ fn main() {
     );
     println!();
 
+    let up = loadgen_rt.block_on(upstream::Upstreams::start());
+    let haproxy = if params.haproxy {
+        let started = match haproxy::binary() {
+            Some(bin) => {
+                loadgen_rt.block_on(haproxy::start(bin, params.proxy_threads, nofile, &up))
+            }
+            None => Err("no haproxy binary (install it, or set TOXI_BENCH_HAPROXY)".into()),
+        };
+        match started {
+            Ok(h) => {
+                println!(
+                    "reference: {} in TCP mode, {} thread(s), subprocess",
+                    h.label, params.proxy_threads
+                );
+                Some(h)
+            }
+            Err(e) => {
+                eprintln!("toxi bench: --haproxy: {e}");
+                std::process::exit(2);
+            }
+        }
+    } else {
+        None
+    };
     let ctx = figures::Ctx {
         p: params.clone(),
         registry: server.registry().clone(),
         proxy_rt: proxy_rt.handle().clone(),
         api: server.api_addr(),
-        up: loadgen_rt.block_on(upstream::Upstreams::start()),
+        up,
         nofile,
+        haproxy,
     };
     let rows = loadgen_rt.block_on(async {
         let mut rows = Vec::new();
@@ -313,6 +348,8 @@ fn main() {
         rows
     });
 
+    // Stops HAProxy (its Drop), before any `exit` below could skip that.
+    drop(ctx);
     server_rt.block_on(server.shutdown());
     if let Some(rt) = api_rt {
         rt.shutdown_timeout(Duration::from_secs(1));

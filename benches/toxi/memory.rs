@@ -76,33 +76,37 @@ pub async fn rss_per_idle_connection(upstream: SocketAddr, n: usize) -> Res<RssR
         .map_err(|e| format!("starting {}: {e}", bin.display()));
     let result = async {
         let child = ChildGuard(child?);
-        let pid = child.0.id();
-        let listen: SocketAddr = ([127, 0, 0, 1], port).into();
-        // Wait until the proxy answers an echo.
-        let t0 = Instant::now();
-        loop {
-            if open_idle(listen, 1).await.is_ok() {
-                break;
-            }
-            if t0.elapsed() > Duration::from_secs(10) {
-                return Err("the server subprocess did not start proxying".to_string());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        // Warm up the runtime (worker threads, buffer pools) with some short-lived traffic.
-        drop(open_idle(listen, 200).await?);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let before = vm_rss_kib(pid)?;
-        let conns = open_idle(listen, n).await?;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let after = vm_rss_kib(pid)?;
-        drop(conns);
-        Ok(RssResult {
-            baseline_kib: before,
-            per_conn_kib: after.saturating_sub(before) as f64 / n as f64,
-        })
+        rss_growth(child.0.id(), ([127, 0, 0, 1], port).into(), n).await
     }
     .await;
     let _ = std::fs::remove_file(&config);
     result
+}
+
+/// RSS growth of process `pid` per idle connection, for `n` connections opened through
+/// `listen` (a proxy in that process toward an echo server).
+pub async fn rss_growth(pid: u32, listen: SocketAddr, n: usize) -> Res<RssResult> {
+    // Wait until the proxy answers an echo.
+    let t0 = Instant::now();
+    loop {
+        if open_idle(listen, 1).await.is_ok() {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            return Err("the proxy subprocess did not start proxying".to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Warm up the process (worker threads, buffer pools) with some short-lived traffic.
+    drop(open_idle(listen, 200).await?);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = vm_rss_kib(pid)?;
+    let conns = open_idle(listen, n).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = vm_rss_kib(pid)?;
+    drop(conns);
+    Ok(RssResult {
+        baseline_kib: before,
+        per_conn_kib: after.saturating_sub(before) as f64 / n as f64,
+    })
 }

@@ -80,6 +80,19 @@ impl Row {
         }
     }
 
+    /// Keeps the target column's text but drops the pass/fail verdict (for information
+    /// rows such as a reference proxy).
+    pub fn without_target(mut self) -> Row {
+        self.ok = None;
+        self
+    }
+
+    /// Sets the target column's text (no verdict).
+    pub fn with_target(mut self, text: String) -> Row {
+        self.target = text;
+        self
+    }
+
     pub fn error(figure: &str, msg: String) -> Row {
         Row {
             figure: figure.into(),
