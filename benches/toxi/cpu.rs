@@ -5,15 +5,24 @@ use std::time::Duration;
 
 /// Total CPU time of the threads whose name starts with `prefix`.
 pub fn threads(prefix: &str) -> Duration {
+    tasks("/proc/self/task", |path| {
+        std::fs::read_to_string(path.join("comm")).is_ok_and(|c| c.trim_end().starts_with(prefix))
+    })
+}
+
+/// Total CPU time of every thread of process `pid` (a reference proxy).
+pub fn process(pid: u32) -> Duration {
+    tasks(&format!("/proc/{pid}/task"), |_| true)
+}
+
+fn tasks(dir: &str, keep: impl Fn(&std::path::Path) -> bool) -> Duration {
     let mut total = 0u64;
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+    let Ok(dir) = std::fs::read_dir(dir) else {
         return Duration::ZERO;
     };
     for task in dir.flatten() {
         let path = task.path();
-        let named = std::fs::read_to_string(path.join("comm"))
-            .is_ok_and(|c| c.trim_end().starts_with(prefix));
-        if !named {
+        if !keep(&path) {
             continue;
         }
         if let Some(ns) = std::fs::read_to_string(path.join("schedstat"))

@@ -161,6 +161,7 @@ pub async fn bulk(ctx: &Ctx) -> Res<Vec<Row>> {
     let (mut d_cpu, mut t_cpu) = (cpu::Split::ZERO, cpu::Split::ZERO);
     let (mut d_bytes, mut t_bytes) = (0f64, 0f64);
     let mut h: Res<Vec<f64>> = Ok(Vec::new());
+    let (mut h_cpu, mut h_bytes) = ((Duration::ZERO, Duration::ZERO), 0f64);
     for _ in 0..ctx.p.rounds {
         let c0 = cpu::split();
         let (bytes, elapsed) = load::bulk_stream(ctx.up.sink, dur, None)
@@ -179,8 +180,14 @@ pub async fn bulk(ctx: &Ctx) -> Res<Vec<Row>> {
                 .map_err(|e| format!("toxi+noop: {e}"))?,
         );
         if let (Some(hp), Ok(v)) = (&ctx.haproxy, h.as_mut()) {
-            match load::bulk(hp.sink, dur).await {
-                Ok(x) => v.push(x),
+            let (c0, l0) = (cpu::process(hp.pid()), cpu::split().loadgen);
+            match load::bulk_stream(hp.sink, dur, None).await {
+                Ok((bytes, elapsed)) => {
+                    v.push(bytes as f64 / elapsed.as_secs_f64());
+                    h_cpu.0 += cpu::split().loadgen.saturating_sub(l0);
+                    h_cpu.1 += cpu::process(hp.pid()).saturating_sub(c0);
+                    h_bytes += bytes as f64;
+                }
                 Err(e) => h = Err(e),
             }
         }
@@ -216,8 +223,20 @@ pub async fn bulk(ctx: &Ctx) -> Res<Vec<Row>> {
             Target::None,
         ),
     ];
-    if ctx.haproxy.is_some() {
+    if let Some(hp) = &ctx.haproxy {
+        let cpu_ok = h.is_ok();
         rows.push(reference_row(ctx, d, t, h.map(median), mbps));
+        if cpu_ok {
+            rows.push(Row::info(
+                &format!("    CPU s per GB: load generator / {}", hp.label),
+                "-".into(),
+                format!(
+                    "{:.2} / {:.2}",
+                    per_gb(h_cpu.0, h_bytes),
+                    per_gb(h_cpu.1, h_bytes)
+                ),
+            ));
+        }
     }
     Ok(rows)
 }
@@ -356,6 +375,7 @@ pub async fn connrate(ctx: &Ctx) -> Res<Vec<Row>> {
     let (mut d_cpu, mut t_cpu) = (cpu::Split::ZERO, cpu::Split::ZERO);
     let (mut d_n, mut t_n) = (0u64, 0u64);
     let mut h: Res<Vec<f64>> = Ok(Vec::new());
+    let (mut h_cpu, mut h_n) = ((Duration::ZERO, Duration::ZERO), 0u64);
     for _ in 0..ctx.p.rounds {
         let c0 = cpu::split();
         let (rate, n) = load::conn_rate(ctx.up.oneshot, dur, 4)
@@ -379,8 +399,14 @@ pub async fn connrate(ctx: &Ctx) -> Res<Vec<Row>> {
                 .0,
         );
         if let (Some(hp), Ok(v)) = (&ctx.haproxy, h.as_mut()) {
+            let (c0, l0) = (cpu::process(hp.pid()), cpu::split().loadgen);
             match load::conn_rate(hp.oneshot, dur, 4).await {
-                Ok((x, _)) => v.push(x),
+                Ok((x, n)) => {
+                    v.push(x);
+                    h_cpu.0 += cpu::split().loadgen.saturating_sub(l0);
+                    h_cpu.1 += cpu::process(hp.pid()).saturating_sub(c0);
+                    h_n += n;
+                }
                 Err(e) => h = Err(e),
             }
         }
@@ -425,10 +451,18 @@ pub async fn connrate(ctx: &Ctx) -> Res<Vec<Row>> {
             Target::None,
         ),
     ];
-    if ctx.haproxy.is_some() {
+    if let Some(hp) = &ctx.haproxy {
+        let cpu_ok = h.is_ok();
         rows.push(reference_row(ctx, d, t, h.map(median), |v| {
             format!("{v:.0} /s")
         }));
+        if cpu_ok {
+            rows.push(Row::info(
+                &format!("    CPU µs per connection: load generator / {}", hp.label),
+                "-".into(),
+                format!("{:.1} / {:.1}", us_per(h_cpu.0, h_n), us_per(h_cpu.1, h_n)),
+            ));
+        }
     }
     Ok(rows)
 }
