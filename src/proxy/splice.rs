@@ -21,6 +21,9 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 /// limits; the pipe then keeps its default size, which works as well).
 pub(crate) const PIPE_SIZE: usize = 256 * 1024;
 
+/// Below this capacity a pipe is not used: the buffered path moves more per call.
+const MIN_USEFUL: usize = super::link::CHUNK_SIZE;
+
 /// A kernel pipe used as a splice buffer; both ends close on drop.
 pub(crate) struct Pipe {
     read: OwnedFd,
@@ -56,6 +59,11 @@ impl Pipe {
             .ok()
             .filter(|&c| c > 0)
             .unwrap_or(64 * 1024);
+        if cap < MIN_USEFUL {
+            // A user over `fs.pipe-user-pages-soft` gets two-page pipes: splicing 8 KiB
+            // per pair of calls is slower than the buffered path's 32 KiB reads.
+            return Err(io::Error::other("pipe too small to be worth splicing"));
+        }
         Ok(Pipe {
             read,
             write,
