@@ -141,6 +141,90 @@ fn reference_row(
     }
 }
 
+/// The reference proxy's samples for a figure that also reports CPU time: each sample
+/// adds its value, the CPU time of the load generator and of the reference process, and
+/// the units of work (bytes, connections) those are divided by. After a failed sample no
+/// more are taken.
+struct ReferenceSamples {
+    values: Res<Vec<f64>>,
+    loadgen: Duration,
+    proxy: Duration,
+    units: f64,
+}
+
+impl ReferenceSamples {
+    fn new() -> Self {
+        ReferenceSamples {
+            values: Ok(Vec::new()),
+            loadgen: Duration::ZERO,
+            proxy: Duration::ZERO,
+            units: 0.0,
+        }
+    }
+
+    /// Takes one sample if there is a reference proxy: `sample` runs against the frontend
+    /// `frontend` picks and gives (value, units).
+    async fn take<F, Fut>(
+        &mut self,
+        ctx: &Ctx,
+        frontend: fn(&crate::haproxy::Haproxy) -> SocketAddr,
+        sample: F,
+    ) where
+        F: FnOnce(SocketAddr) -> Fut,
+        Fut: std::future::Future<Output = Res<(f64, f64)>>,
+    {
+        let (Some(hp), Ok(values)) = (&ctx.haproxy, self.values.as_mut()) else {
+            return;
+        };
+        let (proxy0, loadgen0) = (cpu::process(hp.pid()), cpu::split().loadgen);
+        match sample(frontend(hp)).await {
+            Ok((value, units)) => {
+                values.push(value);
+                self.loadgen += cpu::split().loadgen.saturating_sub(loadgen0);
+                self.proxy += cpu::process(hp.pid()).saturating_sub(proxy0);
+                self.units += units;
+            }
+            Err(e) => self.values = Err(e),
+        }
+    }
+
+    /// The reference row under the toxi figure, then its CPU row ("    CPU {what}: load
+    /// generator / HAProxy", each side formatted by `per`); nothing without a reference.
+    fn rows(
+        self,
+        ctx: &Ctx,
+        direct: f64,
+        toxi: f64,
+        fmt: impl Fn(f64) -> String,
+        what: &str,
+        per: impl Fn(Duration, f64) -> String,
+    ) -> Vec<Row> {
+        let Some(hp) = &ctx.haproxy else {
+            return Vec::new();
+        };
+        let cpu_ok = self.values.is_ok();
+        let mut rows = vec![reference_row(
+            ctx,
+            direct,
+            toxi,
+            self.values.map(median),
+            fmt,
+        )];
+        if cpu_ok {
+            rows.push(Row::info(
+                &format!("    CPU {what}: load generator / {}", hp.label),
+                "-".into(),
+                format!(
+                    "{} / {}",
+                    per(self.loadgen, self.units),
+                    per(self.proxy, self.units)
+                ),
+            ));
+        }
+        rows
+    }
+}
+
 fn mbps(v: f64) -> String {
     format!("{:.0} MB/s", v / MB)
 }
@@ -160,8 +244,7 @@ pub async fn bulk(ctx: &Ctx) -> Res<Vec<Row>> {
     let (mut d, mut t, mut n) = (Vec::new(), Vec::new(), Vec::new());
     let (mut d_cpu, mut t_cpu) = (cpu::Split::ZERO, cpu::Split::ZERO);
     let (mut d_bytes, mut t_bytes) = (0f64, 0f64);
-    let mut h: Res<Vec<f64>> = Ok(Vec::new());
-    let (mut h_cpu, mut h_bytes) = ((Duration::ZERO, Duration::ZERO), 0f64);
+    let mut h = ReferenceSamples::new();
     for _ in 0..ctx.p.rounds {
         let c0 = cpu::split();
         let (bytes, elapsed) = load::bulk_stream(ctx.up.sink, dur, None)
@@ -179,18 +262,15 @@ pub async fn bulk(ctx: &Ctx) -> Res<Vec<Row>> {
                 .await
                 .map_err(|e| format!("toxi+noop: {e}"))?,
         );
-        if let (Some(hp), Ok(v)) = (&ctx.haproxy, h.as_mut()) {
-            let (c0, l0) = (cpu::process(hp.pid()), cpu::split().loadgen);
-            match load::bulk_stream(hp.sink, dur, None).await {
-                Ok((bytes, elapsed)) => {
-                    v.push(bytes as f64 / elapsed.as_secs_f64());
-                    h_cpu.0 += cpu::split().loadgen.saturating_sub(l0);
-                    h_cpu.1 += cpu::process(hp.pid()).saturating_sub(c0);
-                    h_bytes += bytes as f64;
-                }
-                Err(e) => h = Err(e),
-            }
-        }
+        h.take(
+            ctx,
+            |hp| hp.sink,
+            |addr| async move {
+                let (bytes, elapsed) = load::bulk_stream(addr, dur, None).await?;
+                Ok((bytes as f64 / elapsed.as_secs_f64(), bytes as f64))
+            },
+        )
+        .await;
         d_cpu = d_cpu + (c1 - c0);
         t_cpu = t_cpu + (c2 - c1);
         d_bytes += bytes as f64;
@@ -223,21 +303,9 @@ pub async fn bulk(ctx: &Ctx) -> Res<Vec<Row>> {
             Target::None,
         ),
     ];
-    if let Some(hp) = &ctx.haproxy {
-        let cpu_ok = h.is_ok();
-        rows.push(reference_row(ctx, d, t, h.map(median), mbps));
-        if cpu_ok {
-            rows.push(Row::info(
-                &format!("    CPU s per GB: load generator / {}", hp.label),
-                "-".into(),
-                format!(
-                    "{:.2} / {:.2}",
-                    per_gb(h_cpu.0, h_bytes),
-                    per_gb(h_cpu.1, h_bytes)
-                ),
-            ));
-        }
-    }
+    rows.extend(h.rows(ctx, d, t, mbps, "s per GB", |cpu, bytes| {
+        format!("{:.2}", per_gb(cpu, bytes))
+    }));
     Ok(rows)
 }
 
@@ -374,8 +442,7 @@ pub async fn connrate(ctx: &Ctx) -> Res<Vec<Row>> {
     let (mut d, mut t, mut l) = (Vec::new(), Vec::new(), Vec::new());
     let (mut d_cpu, mut t_cpu) = (cpu::Split::ZERO, cpu::Split::ZERO);
     let (mut d_n, mut t_n) = (0u64, 0u64);
-    let mut h: Res<Vec<f64>> = Ok(Vec::new());
-    let (mut h_cpu, mut h_n) = ((Duration::ZERO, Duration::ZERO), 0u64);
+    let mut h = ReferenceSamples::new();
     for _ in 0..ctx.p.rounds {
         let c0 = cpu::split();
         let (rate, n) = load::conn_rate(ctx.up.oneshot, dur, 4)
@@ -398,18 +465,15 @@ pub async fn connrate(ctx: &Ctx) -> Res<Vec<Row>> {
                 .map_err(|e| format!("toxi (localhost): {e}"))?
                 .0,
         );
-        if let (Some(hp), Ok(v)) = (&ctx.haproxy, h.as_mut()) {
-            let (c0, l0) = (cpu::process(hp.pid()), cpu::split().loadgen);
-            match load::conn_rate(hp.oneshot, dur, 4).await {
-                Ok((x, n)) => {
-                    v.push(x);
-                    h_cpu.0 += cpu::split().loadgen.saturating_sub(l0);
-                    h_cpu.1 += cpu::process(hp.pid()).saturating_sub(c0);
-                    h_n += n;
-                }
-                Err(e) => h = Err(e),
-            }
-        }
+        h.take(
+            ctx,
+            |hp| hp.oneshot,
+            |addr| async move {
+                let (rate, n) = load::conn_rate(addr, dur, 4).await?;
+                Ok((rate, n as f64))
+            },
+        )
+        .await;
     }
     // One connection at a time: latency-bound rather than CPU-bound.
     let (d1, t1) = alternate(ctx.p.rounds, ctx.up.oneshot, proxied, |a| async move {
@@ -451,19 +515,14 @@ pub async fn connrate(ctx: &Ctx) -> Res<Vec<Row>> {
             Target::None,
         ),
     ];
-    if let Some(hp) = &ctx.haproxy {
-        let cpu_ok = h.is_ok();
-        rows.push(reference_row(ctx, d, t, h.map(median), |v| {
-            format!("{v:.0} /s")
-        }));
-        if cpu_ok {
-            rows.push(Row::info(
-                &format!("    CPU µs per connection: load generator / {}", hp.label),
-                "-".into(),
-                format!("{:.1} / {:.1}", us_per(h_cpu.0, h_n), us_per(h_cpu.1, h_n)),
-            ));
-        }
-    }
+    rows.extend(h.rows(
+        ctx,
+        d,
+        t,
+        |v| format!("{v:.0} /s"),
+        "µs per connection",
+        |cpu, n| format!("{:.1}", us_per(cpu, n as u64)),
+    ));
     Ok(rows)
 }
 

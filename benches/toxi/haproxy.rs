@@ -50,13 +50,6 @@ pub fn binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A port that was free a moment ago. HAProxy cannot report the port it bound, so the
-/// bench picks one; a clash makes HAProxy fail to start, which the caller reports.
-fn free_port() -> Res<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
-}
-
 fn version(bin: &PathBuf) -> Res<String> {
     let out = Command::new(bin)
         .arg("-v")
@@ -92,7 +85,9 @@ pub async fn start(bin: PathBuf, threads: usize, nofile: u64, up: &Upstreams) ->
     );
     let mut listen = Vec::new();
     for (name, upstream) in fronts {
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        // HAProxy cannot report the port it bound, so the bench picks one; a clash makes
+        // HAProxy fail to start, which is reported.
+        let addr: SocketAddr = ([127, 0, 0, 1], crate::memory::free_port()?).into();
         config.push_str(&format!(
             "listen {name}\n  bind {addr}\n  server {name} {upstream}\n"
         ));

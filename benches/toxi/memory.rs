@@ -36,7 +36,9 @@ pub fn vm_rss_kib(pid: u32) -> Res<u64> {
         .ok_or_else(|| "no VmRSS".to_string())
 }
 
-fn free_port() -> Res<u16> {
+/// A port on 127.0.0.1 that was free a moment ago (for subprocesses given a listen
+/// address).
+pub fn free_port() -> Res<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
