@@ -7,30 +7,27 @@
 //!   link holds no buffer at all, and steady streaming reuses one buffer, so the path
 //!   allocates nothing per chunk.
 //! * **Toxic path**: every read becomes a time-stamped [`Chunk`] that moves through one
-//!   [`Stage`] per toxic. All stages of a link live in this one task, so a chain edit
+//!   [`Stage`](super::pipeline::Stage) per toxic. All stages of a link live in this one task, so a chain edit
 //!   (add, update, remove) is applied in place between two steps: a removed stage hands
 //!   back what it holds and those items continue downstream in order.
 //!
 //! Chain edits arrive through a `watch` channel, so the API never waits on a link: a link
 //! that is blocked writing to a peer that stopped reading picks the edit up later.
 
-use std::collections::VecDeque;
 use std::io::{self, Read as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
-use rand::rngs::SmallRng;
-use rand::SeedableRng;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::chain::{mix, roll, Chain, ChainEntry};
+use super::chain::Chain;
+use super::pipeline::Pipeline;
 use super::splice;
-use crate::model::ToxicKind;
-use crate::toxics::{self, Chunk, CloseKind, Item, Poll, Toxic};
+use crate::toxics::{self, Chunk, CloseKind, Item};
 
 /// How early a long toxic wait may wake (tokio's timer resolution).
 const TIMER_SLACK: std::time::Duration = std::time::Duration::from_millis(1);
@@ -244,14 +241,7 @@ impl<'a> Link<'a> {
     async fn toxic_path(&mut self) -> Option<LinkEnd> {
         let now = Instant::now();
         let chain = self.chain.borrow_and_update().clone();
-        let mut pipe = Pipeline {
-            stages: chain
-                .iter()
-                .map(|e| Stage::new(e, self.seed, now))
-                .collect(),
-            out: VecDeque::new(),
-            out_pos: 0,
-        };
+        let mut pipe = Pipeline::new(&chain, self.seed, now);
         let mut read_buf = BytesMut::new();
         let mut src_eof = false;
         let mut woke_for: Option<Instant> = None;
@@ -412,234 +402,6 @@ async fn write_all(
 /// Propagates a FIN: shut down writing toward `dst`, keep reading from it.
 fn shutdown_write(dst: &TcpStream) {
     let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
-}
-
-/// The stages of a link plus the items that have passed them all.
-struct Pipeline {
-    stages: Vec<Stage>,
-    /// Items out of the last stage, waiting to be written.
-    out: VecDeque<Item>,
-    /// Bytes of `out.front()` already written.
-    out_pos: usize,
-}
-
-impl Pipeline {
-    fn first_can_accept(&self) -> bool {
-        self.stages.first().is_some_and(Stage::can_accept)
-    }
-
-    fn push_first(&mut self, item: Item, now: Instant) {
-        match self.stages.first_mut() {
-            Some(stage) => stage.push(item, now),
-            None => self.out.push_back(item),
-        }
-    }
-
-    /// Moves items down the chain as far as they can go now. Returns the earliest instant
-    /// a stage wants to be polled again, or the close a toxic asked for.
-    fn pump(&mut self, now: Instant) -> Result<Option<Instant>, CloseKind> {
-        loop {
-            let mut progressed = false;
-            let mut deadline: Option<Instant> = None;
-            for i in (0..self.stages.len()).rev() {
-                loop {
-                    let room = match self.stages.get(i + 1) {
-                        Some(next) => next.can_accept(),
-                        None => self.out.is_empty(),
-                    };
-                    if !room {
-                        break;
-                    }
-                    match self.stages[i].poll(now) {
-                        Poll::Ready(item) => {
-                            progressed = true;
-                            match self.stages.get_mut(i + 1) {
-                                Some(next) => next.push(item, now),
-                                None => self.out.push_back(item),
-                            }
-                        }
-                        Poll::Wait(t) => {
-                            // A deadline already due is retried a millisecond later at most.
-                            let t = if t <= now {
-                                now + std::time::Duration::from_millis(1)
-                            } else {
-                                t
-                            };
-                            deadline = Some(deadline.map_or(t, |d| d.min(t)));
-                            break;
-                        }
-                        Poll::Idle => break,
-                        Poll::Close(kind) => return Err(kind),
-                    }
-                }
-            }
-            if !progressed {
-                return Ok(deadline);
-            }
-        }
-    }
-
-    /// Edits the stages to match `chain`: keeps and updates surviving toxics, drains
-    /// removed ones into the next surviving stage (or the output), and appends new ones.
-    fn apply(&mut self, chain: &[ChainEntry], seed: u64, now: Instant) -> Result<(), CloseKind> {
-        let old = std::mem::take(&mut self.stages);
-        let mut kept: Vec<Stage> = Vec::with_capacity(chain.len());
-        let mut carry: VecDeque<Item> = VecDeque::new();
-        let mut teardown = false;
-        // Walk from the last stage back: a removed stage's items are later in the stream
-        // than anything downstream of it, so they queue behind what the next survivor holds.
-        for mut stage in old.into_iter().rev() {
-            match chain.iter().find(|e| e.uid == stage.uid) {
-                Some(entry) => {
-                    Self::deliver(&mut carry, kept.last_mut(), &mut self.out);
-                    stage.refresh(entry, seed, now);
-                    kept.push(stage);
-                }
-                None => {
-                    teardown |= toxics::closes_on_remove(&stage.kind);
-                    carry.extend(stage.drain());
-                }
-            }
-        }
-        Self::deliver(&mut carry, kept.last_mut(), &mut self.out);
-        kept.reverse();
-        let mut stages = Vec::with_capacity(chain.len());
-        let mut kept = kept.into_iter().peekable();
-        for entry in chain {
-            match kept.next_if(|s| s.uid == entry.uid) {
-                Some(stage) => stages.push(stage),
-                None => stages.push(Stage::new(entry, seed, now)),
-            }
-        }
-        self.stages = stages;
-        if teardown {
-            Err(CloseKind::Fin)
-        } else {
-            Ok(())
-        }
-    }
-
-    fn deliver(carry: &mut VecDeque<Item>, target: Option<&mut Stage>, out: &mut VecDeque<Item>) {
-        if carry.is_empty() {
-            return;
-        }
-        match target {
-            Some(stage) => stage.inbox.append(carry),
-            None => out.append(carry),
-        }
-    }
-}
-
-/// One toxic on one link, with its toxicity roll.
-struct Stage {
-    uid: u64,
-    attr_gen: u64,
-    toxicity_gen: u64,
-    kind: ToxicKind,
-    /// The roll: when false the stage passes items through untouched.
-    active: bool,
-    toxic: Box<dyn Toxic>,
-    /// Items handed over by a removed stage upstream, waiting to enter this one.
-    inbox: VecDeque<Item>,
-    /// Items that leave before anything the toxic holds (left over from a deactivation,
-    /// or passing through while inactive).
-    bypass: VecDeque<Item>,
-}
-
-impl Stage {
-    fn new(entry: &ChainEntry, seed: u64, now: Instant) -> Stage {
-        let rng = SmallRng::seed_from_u64(mix(seed, entry.uid));
-        let active = roll(seed, entry.uid, entry.toxicity_gen, entry.toxicity);
-        if active {
-            entry.activations.fetch_add(1, Ordering::Relaxed);
-        }
-        Stage {
-            uid: entry.uid,
-            attr_gen: entry.attr_gen,
-            toxicity_gen: entry.toxicity_gen,
-            kind: entry.kind.clone(),
-            active,
-            toxic: toxics::build(&entry.kind, rng, now),
-            inbox: VecDeque::new(),
-            bypass: VecDeque::new(),
-        }
-    }
-
-    fn can_accept(&self) -> bool {
-        self.inbox.is_empty()
-            && if self.active {
-                self.toxic.can_accept()
-            } else {
-                self.bypass.is_empty()
-            }
-    }
-
-    fn push(&mut self, item: Item, now: Instant) {
-        if self.active {
-            self.toxic.push(item, now);
-        } else {
-            self.bypass.push_back(item);
-        }
-    }
-
-    /// Moves inbox items into the toxic as far as it accepts them.
-    fn feed(&mut self, now: Instant) {
-        while !self.inbox.is_empty() {
-            if self.active {
-                if !self.toxic.can_accept() {
-                    break;
-                }
-                let item = self.inbox.pop_front().expect("inbox is not empty");
-                self.toxic.push(item, now);
-            } else {
-                self.bypass.append(&mut self.inbox);
-            }
-        }
-    }
-
-    fn poll(&mut self, now: Instant) -> Poll {
-        if let Some(item) = self.bypass.pop_front() {
-            return Poll::Ready(item);
-        }
-        self.feed(now);
-        if let Some(item) = self.bypass.pop_front() {
-            return Poll::Ready(item);
-        }
-        if self.active {
-            let p = self.toxic.poll(now);
-            self.feed(now);
-            p
-        } else {
-            Poll::Idle
-        }
-    }
-
-    fn drain(&mut self) -> VecDeque<Item> {
-        let mut items = std::mem::take(&mut self.bypass);
-        items.append(&mut self.toxic.drain());
-        items.append(&mut self.inbox);
-        items
-    }
-
-    fn refresh(&mut self, entry: &ChainEntry, seed: u64, now: Instant) {
-        if entry.attr_gen != self.attr_gen {
-            self.toxic.update(&entry.kind, now);
-            self.kind = entry.kind.clone();
-            self.attr_gen = entry.attr_gen;
-        }
-        if entry.toxicity_gen != self.toxicity_gen {
-            let active = roll(seed, entry.uid, entry.toxicity_gen, entry.toxicity);
-            if self.active && !active {
-                let mut held = self.toxic.drain();
-                self.bypass.append(&mut held);
-            }
-            if active && !self.active {
-                entry.activations.fetch_add(1, Ordering::Relaxed);
-            }
-            self.active = active;
-            self.toxicity_gen = entry.toxicity_gen;
-        }
-    }
 }
 
 /// A per-thread pool of read buffers for the fast path, so steady streaming allocates

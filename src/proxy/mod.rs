@@ -23,6 +23,7 @@ pub(crate) mod addr;
 pub(crate) mod chain;
 mod connection;
 pub(crate) mod link;
+mod pipeline;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod splice;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
