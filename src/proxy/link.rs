@@ -17,7 +17,6 @@
 use std::io::{self, Read as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::BytesMut;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -25,14 +24,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::chain::Chain;
-use super::pipeline::Pipeline;
+use super::pipeline::{Clock, Pipeline};
 use super::splice;
-use crate::toxics::{self, Chunk, CloseKind, Item};
-
-/// How early a long toxic wait may wake (tokio's timer resolution).
-const TIMER_SLACK: std::time::Duration = std::time::Duration::from_millis(1);
-/// Waits at least this long wake early by [`TIMER_SLACK`].
-const TIMER_EARLY_FROM: std::time::Duration = std::time::Duration::from_millis(5);
+use crate::toxics::{CloseKind, Item};
 
 /// The largest single read, as in the reference (each read becomes one chunk).
 pub(crate) const CHUNK_SIZE: usize = 32 * 1024;
@@ -72,6 +66,8 @@ pub(crate) struct Link<'a> {
     /// Seed of this (connection, direction); toxicity rolls and toxic RNGs derive from it.
     pub seed: u64,
     pub counters: &'a DirectionCounters,
+    /// The most data bytes the toxic chain may hold before the link stops reading.
+    pub held_limit: usize,
 }
 
 impl<'a> Link<'a> {
@@ -238,19 +234,22 @@ impl<'a> Link<'a> {
     }
 
     /// Runs the toxic chain until it is empty and flushed (`None`) or the link ends.
+    ///
+    /// Each step pumps the pipeline at a `now` that never goes backwards, writes what came
+    /// out without waiting, then waits for one event: cancel, a chain edit, the
+    /// destination writable (when output waits), the source readable (when the first
+    /// stage takes input and the pipeline holds less than its byte budget), or the
+    /// earliest toxic deadline. Every read is copied into a chunk of its own size, so a
+    /// small chunk held by a latency toxic pins only its own bytes.
     async fn toxic_path(&mut self) -> Option<LinkEnd> {
-        let now = Instant::now();
+        let mut clock = Clock::default();
+        let now = clock.now(Instant::now());
         let chain = self.chain.borrow_and_update().clone();
         let mut pipe = Pipeline::new(&chain, self.seed, now);
-        let mut read_buf = BytesMut::new();
+        let mut buf = pool::Buf::none();
         let mut src_eof = false;
-        let mut woke_for: Option<Instant> = None;
         loop {
-            // After an early timer wake (see `sleep_at`), the deadline counts as reached.
-            let now = match woke_for.take() {
-                Some(d) => Instant::now().max(d),
-                None => Instant::now(),
-            };
+            let now = clock.now(Instant::now());
             let deadline = match pipe.pump(now) {
                 Ok(d) => d,
                 Err(kind) => return Some(LinkEnd::Teardown(kind)),
@@ -260,6 +259,9 @@ impl<'a> Link<'a> {
             while let Some(front) = pipe.out.front() {
                 let data = match front {
                     Item::Eof => {
+                        if let Some(kind) = pipe.closing() {
+                            return Some(LinkEnd::Teardown(kind));
+                        }
                         shutdown_write(self.dst);
                         return Some(LinkEnd::Eof);
                     }
@@ -286,17 +288,10 @@ impl<'a> Link<'a> {
             if pipe.stages.is_empty() && pipe.out.is_empty() {
                 return None;
             }
-            let can_read = !src_eof && pipe.first_can_accept();
+            let can_read =
+                !src_eof && pipe.first_can_accept() && pipe.held_bytes() < self.held_limit;
             let want_write = !pipe.out.is_empty();
-            // tokio's timer rounds a deadline up to the next millisecond, so a toxic's delay
-            // would come out 0-1 ms long. For waits of more than a few milliseconds, wake
-            // up to 1 ms early instead and treat the deadline as reached: the error is then
-            // centred on the target. Short waits (sub-millisecond slicer gaps) stay exact.
-            let (sleep_at, early) = match deadline {
-                Some(d) if d > now + TIMER_EARLY_FROM => (d - TIMER_SLACK, Some(d)),
-                Some(d) => (d, None),
-                None => (toxics::far_future(now), None),
-            };
+            let sleep_at = clock.timer(deadline, now);
             let chain = &mut self.chain;
             tokio::select! {
                 biased;
@@ -305,7 +300,8 @@ impl<'a> Link<'a> {
                     match changed {
                         Ok(()) => {
                             let entries = chain.borrow_and_update().clone();
-                            if let Err(kind) = pipe.apply(&entries, self.seed, Instant::now()) {
+                            let now = clock.now(Instant::now());
+                            if let Err(kind) = pipe.apply(&entries, self.seed, now) {
                                 return Some(LinkEnd::Teardown(kind));
                             }
                         }
@@ -321,22 +317,26 @@ impl<'a> Link<'a> {
                     if ready.is_err() {
                         return Some(LinkEnd::Teardown(CloseKind::Fin));
                     }
-                    read_buf.reserve(CHUNK_SIZE);
-                    match self.src.try_read_buf(&mut read_buf) {
+                    let read = self.src.try_read(buf.get());
+                    let ts = Instant::now();
+                    match read {
                         Ok(0) => {
                             src_eof = true;
-                            pipe.push_first(Item::Eof, Instant::now());
+                            pipe.push_first(Item::Eof, clock.now(ts));
                         }
                         Ok(n) => {
                             self.counters.received.fetch_add(n as u64, Ordering::Relaxed);
-                            let data = read_buf.split().freeze();
-                            pipe.push_first(Item::Data(Chunk { data, ts: Instant::now() }), Instant::now());
+                            let item = pipe.chunk(&buf.get()[..n], ts);
+                            pipe.push_first(item, clock.now(ts));
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(_) => return Some(LinkEnd::Teardown(CloseKind::Fin)),
                     }
+                    buf.release();
                 }
-                _ = tokio::time::sleep_until(sleep_at), if deadline.is_some() => woke_for = early,
+                _ = tokio::time::sleep_until(sleep_at.unwrap_or(now)), if sleep_at.is_some() => {
+                    clock.fired();
+                }
             }
         }
     }

@@ -23,7 +23,7 @@ pub(crate) mod addr;
 pub(crate) mod chain;
 mod connection;
 pub(crate) mod link;
-mod pipeline;
+pub(crate) mod pipeline;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod splice;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -33,6 +33,9 @@ mod splice;
 pub use chain::{Chain, ChainEntry};
 pub use link::DirectionCounters;
 
+/// The default of [`EngineConfig::held_limit`] (`-toxic-buffer-bytes`).
+pub const TOXIC_BUFFER_BYTES: usize = 4 << 20;
+
 /// Settings shared by every proxy of a server.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -40,6 +43,9 @@ pub struct EngineConfig {
     pub seed: u64,
     /// How long a connection waits for its upstream dial.
     pub dial_timeout: Duration,
+    /// The most data bytes the toxics of one link (one direction of one connection) hold;
+    /// past it the link stops reading its source, so the sender feels backpressure.
+    pub held_limit: usize,
     /// The runtime that runs listeners and connections. `None` means the runtime of the
     /// caller. `toxi-server` keeps the data path on its own runtime so that busy
     /// connections can never delay the control API.
@@ -51,6 +57,7 @@ impl Default for EngineConfig {
         EngineConfig {
             seed: rand::random(),
             dial_timeout: Duration::from_secs(10),
+            held_limit: TOXIC_BUFFER_BYTES,
             runtime: None,
         }
     }
@@ -74,6 +81,7 @@ pub(crate) struct Instance {
     pub upstream: String,
     pub seed: u64,
     pub dial_timeout: Duration,
+    pub held_limit: usize,
     /// The toxic chains, per direction (shared with the proxy, so edits reach connections).
     pub chains: Arc<[watch::Sender<Chain>; 2]>,
     pub stats: Arc<InstanceStats>,
@@ -116,6 +124,7 @@ impl Running {
             upstream: upstream.to_string(),
             seed: config.seed,
             dial_timeout: config.dial_timeout,
+            held_limit: config.held_limit,
             chains,
             stats: stats_for(&bound),
             next_seq: AtomicU64::new(0),

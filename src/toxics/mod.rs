@@ -27,7 +27,7 @@ mod slow_close;
 mod timeout;
 
 #[cfg(test)]
-mod test_util;
+pub(crate) mod test_util;
 
 /// Bytes read from a source socket in one read, stamped with the time they were read.
 #[derive(Debug, Clone, PartialEq, Eq)]

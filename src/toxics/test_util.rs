@@ -1,9 +1,10 @@
 //! Test harness shared by the toxic unit tests: a simulated link driver on a virtual clock.
 //!
-//! [`Sim::run`] feeds timed input items through a chain of stages the way the real link
-//! task does (push only when `can_accept`, poll a stage only when the next stage can take an
-//! item, sleep until the earliest deadline), and records every item that leaves the last
-//! stage, or the `Close` that ends the run, with the virtual time it happened at.
+//! [`Sim::run`] wraps the toxics under test into the real link code's stages
+//! (`proxy::pipeline`) and drives them on a virtual clock the way the link task does
+//! (the same pump, the same monotonic clock and timer rules), recording every item that
+//! leaves the last stage, or the `Close` that ends the run, with the virtual time it
+//! happened at.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -11,6 +12,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Chunk, CloseKind, Item, Poll, Toxic};
+use crate::proxy::chain::ChainEntry;
+use crate::proxy::pipeline::{Clock, Pipeline, Stage};
 
 /// Something that left the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +71,25 @@ pub struct Sim {
     pub until: Instant,
 }
 
+/// A borrowed toxic as a stage's toxic, so tests can inspect it after a run.
+impl<T: Toxic + ?Sized> Toxic for &mut T {
+    fn can_accept(&self) -> bool {
+        (**self).can_accept()
+    }
+    fn push(&mut self, item: Item, now: Instant) {
+        (**self).push(item, now)
+    }
+    fn poll(&mut self, now: Instant) -> Poll {
+        (**self).poll(now)
+    }
+    fn update(&mut self, kind: &crate::model::ToxicKind, now: Instant) {
+        (**self).update(kind, now)
+    }
+    fn drain(&mut self) -> VecDeque<Item> {
+        (**self).drain()
+    }
+}
+
 impl Sim {
     /// Exact timers, stopping after `until`.
     pub fn new(until: Instant) -> Sim {
@@ -95,82 +117,127 @@ impl Sim {
         self.run_chain(&mut [toxic], start, inputs)
     }
 
-    /// Runs `inputs` (each available from its instant, in order) through `stages` starting
-    /// at `start`, until a stage returns `Close`, nothing more can happen, or the next
-    /// wake-up would be after `until`.
+    /// Runs `inputs` (each readable from its instant, in order) through `stages` starting
+    /// at `start`, until the chain closes, nothing more can happen, or the next wake-up
+    /// would be after `until`.
     pub fn run_chain(
         &mut self,
         stages: &mut [&mut dyn Toxic],
         start: Instant,
         inputs: Vec<(Instant, Item)>,
     ) -> Vec<(Instant, Out)> {
+        assert!(!stages.is_empty(), "empty chain");
+        let stages = stages
+            .iter_mut()
+            .enumerate()
+            .map(|(i, t)| Stage::of(i as u64, Box::new(&mut **t)))
+            .collect();
+        self.drive(Pipeline::from_stages(stages), start, inputs)
+    }
+
+    /// Drives `pipe` on the virtual clock the way the link task does (`link.rs`,
+    /// `toxic_path`): pump at a monotonic `now`, take everything out ("write"), read the
+    /// next input when the first stage takes it, else sleep until the earliest deadline
+    /// with the link's early-wake rule ([`Clock`]). An input due no later than the timer
+    /// is read first, as the link's select prefers a readable source to its timer.
+    pub fn drive(
+        &mut self,
+        pipe: Pipeline<'_>,
+        start: Instant,
+        inputs: Vec<(Instant, Item)>,
+    ) -> Vec<(Instant, Out)> {
+        self.drive_edits(pipe, start, inputs, Vec::new(), 0)
+    }
+
+    /// [`Sim::drive`], applying each chain edit (`Pipeline::apply` with `seed`) at its
+    /// instant; an edit comes before a read or a timer due at the same time, as in the
+    /// link's select.
+    pub fn drive_edits(
+        &mut self,
+        mut pipe: Pipeline<'_>,
+        start: Instant,
+        inputs: Vec<(Instant, Item)>,
+        edits: Vec<(Instant, Vec<ChainEntry>)>,
+        seed: u64,
+    ) -> Vec<(Instant, Out)> {
+        let mut edits: VecDeque<(Instant, Vec<ChainEntry>)> = edits.into();
         let mut src: VecDeque<(Instant, Item)> = inputs.into();
         let mut out = Vec::new();
-        let mut now = start;
-        let n = stages.len();
-        assert!(n > 0, "empty chain");
+        let mut clock = Clock::default();
+        let mut real = start;
         // Guards against a stage that keeps returning Ready forever.
         let mut budget: u64 = 50_000_000;
         loop {
-            let mut wake: Option<Instant>;
-            loop {
-                let mut progressed = false;
-                if let Some((t, _)) = src.front() {
-                    if *t <= now && stages[0].can_accept() {
-                        let (_, item) = src.pop_front().expect("front checked");
-                        stages[0].push(item, now);
-                        progressed = true;
-                    }
+            budget = budget.checked_sub(1).expect("pipeline never settles");
+            let now = clock.now(real);
+            let deadline = match pipe.pump(now) {
+                Ok(d) => d,
+                Err(kind) => {
+                    out.push((now, Out::Close(kind)));
+                    return out;
                 }
-                wake = None;
-                for i in 0..n {
-                    loop {
-                        if i + 1 < n && !stages[i + 1].can_accept() {
-                            break;
-                        }
-                        budget = budget.checked_sub(1).expect("stage never settles");
-                        match stages[i].poll(now) {
-                            Poll::Ready(item) => {
-                                progressed = true;
-                                if i + 1 < n {
-                                    stages[i + 1].push(item, now);
-                                } else {
-                                    out.push((now, Out::Item(item)));
-                                }
-                            }
-                            Poll::Wait(t) => {
-                                assert!(t > now, "Wait({t:?}) not after now ({now:?})");
-                                wake = Some(wake.map_or(t, |w| w.min(t)));
-                                break;
-                            }
-                            Poll::Idle => break,
-                            Poll::Close(kind) => {
-                                out.push((now, Out::Close(kind)));
-                                return out;
-                            }
-                        }
-                    }
-                }
-                if !progressed {
-                    break;
-                }
-            }
-            let timer = wake.map(|w| w + (self.overshoot)());
-            let arrival = src
-                .front()
-                .map(|(t, _)| *t)
-                .filter(|_| stages[0].can_accept());
-            let next = match (timer, arrival) {
-                (Some(a), Some(b)) => a.min(b),
-                (a, b) => match a.or(b) {
-                    Some(t) => t,
-                    None => return out,
-                },
             };
-            if next > self.until {
+            if let Some(d) = deadline {
+                assert!(d > now, "a stage waits for {d:?}, not after now ({now:?})");
+            }
+            if !pipe.out.is_empty() {
+                while let Some(item) = pipe.out.pop_front() {
+                    // The link ends at the end-of-stream marker: a half-close, or the
+                    // close a toxic asked for once what it let through is out.
+                    if item == Item::Eof {
+                        out.push((now, pipe.closing().map_or(Out::Item(item), Out::Close)));
+                        return out;
+                    }
+                    out.push((now, Out::Item(item)));
+                }
+                continue;
+            }
+            // With no stages left the link would go back to its fast path: data passes.
+            let open =
+                pipe.first_can_accept() || pipe.stages.is_empty() && pipe.closing().is_none();
+            if pipe.stages.is_empty() && src.is_empty() && edits.is_empty() {
                 return out;
             }
-            now = now.max(next);
+            if let Some((t, _)) = edits.front() {
+                if *t <= real || src.is_empty() && deadline.is_none() {
+                    real = real.max(*t);
+                    let (_, chain) = edits.pop_front().expect("front checked");
+                    if let Err(kind) = pipe.apply(&chain, seed, clock.now(real)) {
+                        out.push((clock.now(real), Out::Close(kind)));
+                        return out;
+                    }
+                    continue;
+                }
+            }
+            let edit_at = edits.front().map(|(t, _)| *t);
+            let arrival = src.front().map(|(t, _)| *t).filter(|_| open);
+            let timer = clock
+                .timer(deadline, now)
+                .map(|t| t.max(real) + (self.overshoot)());
+            if let Some(e) = edit_at {
+                if arrival.map_or(true, |a| e < a) && timer.map_or(true, |t| e <= t) {
+                    real = real.max(e);
+                    continue;
+                }
+            }
+            match (arrival, timer) {
+                (Some(a), t) if t.map_or(true, |t| a <= t) => {
+                    if a > self.until {
+                        return out;
+                    }
+                    real = real.max(a);
+                    let (_, item) = src.pop_front().expect("front checked");
+                    pipe.push_first(item, clock.now(real));
+                }
+                (_, Some(t)) => {
+                    if t > self.until {
+                        return out;
+                    }
+                    real = real.max(t);
+                    clock.fired();
+                }
+                (_, None) => return out,
+            }
         }
     }
 }
