@@ -32,6 +32,8 @@ struct Flags {
     dial_timeout: Option<Duration>,
     #[arg(long = "api-token")]
     api_token: Option<String>,
+    #[arg(long = "toxic-buffer-bytes")]
+    toxic_buffer_bytes: Option<usize>,
     /// Positional arguments are ignored, as in the reference.
     #[arg(hide = true)]
     rest: Vec<String>,
@@ -87,6 +89,7 @@ const USAGE_FLAGS: &[(&str, &str, &str)] = &[
     ("proxy-metrics", "", "\tenable toxiproxy-specific prometheus metrics (default \"false\")"),
     ("runtime-metrics", "", "\tenable runtime-related prometheus metrics (default \"false\")"),
     ("seed", " int", "\tSeed for randomizing toxics with (default random)"),
+    ("toxic-buffer-bytes", " int", "\tMost data bytes the toxics of one connection direction hold before reading pauses (default 4194304)"),
     ("version", "", "\tprint the version (default \"false\")"),
 ];
 
@@ -208,6 +211,9 @@ fn main() -> ExitCode {
         proxy_metrics: flags.proxy_metrics.unwrap_or(false),
         runtime_metrics: flags.runtime_metrics.unwrap_or(false),
         dial_timeout: flags.dial_timeout.unwrap_or(Duration::from_secs(10)),
+        toxic_buffer_bytes: flags
+            .toxic_buffer_bytes
+            .unwrap_or(toxi::proxy::TOXIC_BUFFER_BYTES),
         api_token: flags
             .api_token
             .or_else(|| std::env::var("TOXI_API_TOKEN").ok())

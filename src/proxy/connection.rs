@@ -100,6 +100,7 @@ pub(crate) async fn serve(
         cancel: &cancel,
         seed: mix(seed, dir.index() as u64 + 1),
         counters: &inst.stats.directions[dir.index()],
+        held_limit: inst.held_limit,
     };
     let up = link(Direction::Upstream, &client, &upstream);
     let down = link(Direction::Downstream, &upstream, &client);
