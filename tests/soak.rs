@@ -3,7 +3,7 @@
 //! memory against the baseline. Bounded: `TOXI_SOAK_SECS` (default 60) of traffic.
 //!
 //! ```sh
-//! TOXI_SOAK_SECS=3600 cargo test --release --test soak -- --nocapture   # a long soak
+//! TOXI_SOAK_SECS=3600 cargo test --release --test soak -- --ignored --nocapture   # a long soak
 //! ```
 
 use std::io::{BufRead, BufReader};
@@ -112,6 +112,7 @@ async fn stream_once(listen: &str, bytes: usize, seed: u64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a 60 s soak; CI runs it with `cargo test --test soak -- --ignored`"]
 async fn soak() {
     let secs: u64 = std::env::var("TOXI_SOAK_SECS")
         .ok()

@@ -1186,7 +1186,7 @@ async fn slow_handler_gets_503() {
     let release_rx = std::sync::Mutex::new(release_rx);
     let metrics: Metrics = Some(Arc::new(move || {
         // Blocks (on a blocking-pool thread) until the test lets it go.
-        let _ = release_rx.lock().unwrap().recv_timeout(PATIENCE);
+        let _ = release_rx.lock().unwrap().recv_timeout(patience());
         "late".to_owned()
     }));
     let limits = Limits {

@@ -4,6 +4,7 @@ mod support;
 
 mod api;
 mod faults;
+mod fuzz;
 mod hostile;
 mod library;
 mod logging;

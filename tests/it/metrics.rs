@@ -2,7 +2,6 @@
 //! connections gauge, toxic activations, and the runtime families.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use toxi::model::{Direction, ToxicKind};
@@ -64,20 +63,16 @@ fn activations_series(dir: &str, proxy: &str, toxic: &str, kind: &str) -> String
     )
 }
 
-/// Scrapes until `series` has `want`, failing after [`PATIENCE`].
+/// Scrapes until `series` has `want`, failing after [`patience`].
 async fn wait_for(server: &Server, series: &str, want: f64) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    eventually(&format!("{series} = {want}"), || async {
         let text = scrape(server).await;
-        let got = samples(&text).get(series).copied();
-        if got == Some(want) {
-            return;
+        match samples(&text).get(series).copied() {
+            Some(got) if got == want => Ok(()),
+            got => Err((got, text)),
         }
-        if tokio::time::Instant::now() > deadline {
-            panic!("{series}: want {want}, got {got:?}\n{text}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await
 }
 
 fn toxic(name: &str, direction: Direction, toxicity: f32) -> ToxicSnapshot {

@@ -52,7 +52,7 @@ fn spawn(mut command: Command) -> Proc {
         }
     });
     let api = rx
-        .recv_timeout(PATIENCE)
+        .recv_timeout(patience())
         .expect("server logs its API address");
     Proc { child, api, log }
 }

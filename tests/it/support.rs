@@ -10,16 +10,65 @@ use tokio::net::{TcpListener, TcpStream};
 use toxi::registry::{ProxyInput, ProxySnapshot};
 use toxi::server::{Config, Server};
 
-/// How long any single wait in a test may take before the test fails (generous, for a
-/// loaded 2-core machine).
+/// The default of [`patience`] (generous, for a loaded 2-core machine).
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// Awaits `f`, failing the test if it takes longer than [`PATIENCE`].
+/// How long any single wait in a test may take before the test fails: [`PATIENCE`], or
+/// `TOXI_TEST_PATIENCE_SECS` seconds.
+pub fn patience() -> Duration {
+    static CHOSEN: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        std::env::var("TOXI_TEST_PATIENCE_SECS")
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .unwrap_or(PATIENCE)
+    })
+}
+
+/// Awaits `f`, failing the test if it takes longer than [`patience`].
 pub async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(PATIENCE, f).await {
+    match tokio::time::timeout(patience(), f).await {
         Ok(v) => v,
         Err(_) => panic!("timed out waiting for {what}"),
     }
+}
+
+/// Checks `check` every few milliseconds until it holds, failing the test (with the last
+/// value `check` saw) if it does not within [`patience`].
+pub async fn eventually<T: std::fmt::Debug, F: Future<Output = Result<(), T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = tokio::time::Instant::now() + patience();
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(last) if tokio::time::Instant::now() > deadline => {
+                panic!("timed out waiting for {what}; last seen: {last:?}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, once per process: tests open many
+/// sockets in parallel.
+pub fn raise_nofile() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `lim` is a valid rlimit for both calls.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+                lim.rlim_cur = lim.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
+    });
 }
 
 /// Starts a server on 127.0.0.1 with an OS-picked API port.
@@ -28,7 +77,24 @@ pub async fn server() -> Server {
 }
 
 pub async fn server_with(config: Config) -> Server {
+    raise_nofile();
     Server::start(config).await.expect("server starts")
+}
+
+/// The activation counter of a toxic (`toxi_toxic_activations_total`): how many links it
+/// started acting on.
+pub fn activations(
+    server: &Server,
+    proxy: &str,
+    toxic: &str,
+    kind: &str,
+    dir: toxi::model::Direction,
+) -> u64 {
+    server
+        .registry()
+        .metrics()
+        .toxic_activations(proxy, toxic, kind, dir)
+        .load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// An upstream that echoes every byte back, and propagates half-close (after the client's

@@ -2,7 +2,7 @@
 //! state machines. The default case count keeps CI short; for a longer local run:
 //!
 //! ```sh
-//! PROPTEST_CASES=200000 cargo test --release --test fuzz
+//! PROPTEST_CASES=200000 cargo test --release --test it fuzz
 //! ```
 
 use std::collections::VecDeque;
