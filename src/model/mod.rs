@@ -4,4 +4,7 @@
 pub mod json;
 mod toxic;
 
-pub use toxic::{Direction, ToxicKind, TOXIC_TYPES};
+pub use toxic::{
+    Applies, AttrDef, AttrType, AttrValue, Direction, Lit, Range, Shown, ToxicCheck, ToxicDef,
+    ToxicKind,
+};

@@ -6,8 +6,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
-use rand::rngs::SmallRng;
-use rand::SeedableRng;
 use tokio::time::Instant;
 
 use super::chain::{mix, roll, ChainEntry};
@@ -162,7 +160,7 @@ pub(crate) struct Stage {
 
 impl Stage {
     fn new(entry: &ChainEntry, seed: u64, now: Instant) -> Stage {
-        let rng = SmallRng::seed_from_u64(mix(seed, entry.uid));
+        let rng = toxics::ToxicRng::new(mix(seed, entry.uid));
         let active = roll(seed, entry.uid, entry.toxicity_gen, entry.toxicity);
         if active {
             entry.activations.fetch_add(1, Ordering::Relaxed);

@@ -384,7 +384,7 @@ fn toxic_create_wrapper_errors() {
 
 fn attrs(body: &str, ty: &str) -> Result<ToxicKind, String> {
     let c = create(body)?;
-    let mut kind = ToxicKind::default_for(ty).unwrap();
+    let mut kind = crate::toxics::default_for(ty).unwrap();
     c.decode_attributes(&mut kind).map_err(|e| e.0)?;
     Ok(kind)
 }
@@ -397,17 +397,15 @@ fn toxic_create_attributes() {
             "latency"
         )
         .unwrap(),
-        ToxicKind::Latency {
-            latency: 7,
-            jitter: 2
-        }
+        crate::toxics::kind("latency")
+            .with("latency", 7)
+            .with("jitter", 2)
     );
     assert_eq!(
         attrs(r#"{"attributes":{"jitter":3}}"#, "latency").unwrap(),
-        ToxicKind::Latency {
-            latency: 0,
-            jitter: 3
-        }
+        crate::toxics::kind("latency")
+            .with("latency", 0)
+            .with("jitter", 3)
     );
     // Repeated attribute objects merge; null values keep the default.
     assert_eq!(
@@ -416,10 +414,9 @@ fn toxic_create_attributes() {
             "latency"
         )
         .unwrap(),
-        ToxicKind::Latency {
-            latency: 1,
-            jitter: 2
-        }
+        crate::toxics::kind("latency")
+            .with("latency", 1)
+            .with("jitter", 2)
     );
     // After `attributes: null` later objects no longer reach the toxic (as in Go).
     assert_eq!(
@@ -428,14 +425,13 @@ fn toxic_create_attributes() {
             "latency"
         )
         .unwrap(),
-        ToxicKind::Latency {
-            latency: 1,
-            jitter: 0
-        }
+        crate::toxics::kind("latency")
+            .with("latency", 1)
+            .with("jitter", 0)
     );
     assert_eq!(
         attrs(r#"{"attributes":null}"#, "slow_close").unwrap(),
-        ToxicKind::SlowClose { delay: 0 }
+        crate::toxics::kind("slow_close").with("delay", 0)
     );
     assert_eq!(
         attrs(
@@ -443,18 +439,17 @@ fn toxic_create_attributes() {
             "latency"
         )
         .unwrap(),
-        ToxicKind::Latency {
-            latency: i64::MAX,
-            jitter: 0
-        }
+        crate::toxics::kind("latency")
+            .with("latency", i64::MAX)
+            .with("jitter", 0)
     );
     assert_eq!(
         attrs(r#"{"attributes":{"timeout":-1}}"#, "timeout").unwrap(),
-        ToxicKind::Timeout { timeout: -1 }
+        crate::toxics::kind("timeout").with("timeout", -1)
     );
     assert_eq!(
         attrs(r#"{"attributes":{"x":1}}"#, "noop").unwrap(),
-        ToxicKind::Noop
+        crate::toxics::kind("noop")
     );
 }
 
@@ -493,10 +488,9 @@ fn snapshot() -> ToxicSnapshot {
         stream: "downstream".into(),
         direction: Direction::Downstream,
         toxicity: 1.0,
-        kind: ToxicKind::Latency {
-            latency: 250,
-            jitter: 10,
-        },
+        kind: crate::toxics::kind("latency")
+            .with("latency", 250)
+            .with("jitter", 10),
     }
 }
 
@@ -515,10 +509,9 @@ fn toxic_update_merges_and_ignores_identity() {
         .unwrap();
     assert_eq!(
         t.kind,
-        ToxicKind::Latency {
-            latency: 250,
-            jitter: 5
-        }
+        crate::toxics::kind("latency")
+            .with("latency", 250)
+            .with("jitter", 5)
     );
     assert_eq!(
         (t.name.as_str(), t.stream.as_str(), t.toxicity),
@@ -528,10 +521,9 @@ fn toxic_update_merges_and_ignores_identity() {
     assert_eq!(t.toxicity, 0.5);
     assert_eq!(
         t.kind,
-        ToxicKind::Latency {
-            latency: 250,
-            jitter: 10
-        }
+        crate::toxics::kind("latency")
+            .with("latency", 250)
+            .with("jitter", 10)
     );
     assert_eq!(update("null").unwrap(), snapshot());
     assert_eq!(update("{}").unwrap(), snapshot());
@@ -625,7 +617,7 @@ fn proxy() -> ProxySnapshot {
                 stream: "UpStream".into(),
                 direction: Direction::Upstream,
                 toxicity: 0.3,
-                kind: ToxicKind::Bandwidth { rate: 100 },
+                kind: crate::toxics::kind("bandwidth").with("rate", 100),
             },
             snapshot(),
             ToxicSnapshot {
@@ -633,7 +625,7 @@ fn proxy() -> ProxySnapshot {
                 stream: "downstream".into(),
                 direction: Direction::Downstream,
                 toxicity: 1e-7,
-                kind: ToxicKind::Noop,
+                kind: crate::toxics::kind("noop"),
             },
         ],
     }
@@ -646,11 +638,10 @@ fn proxy_and_toxic_shapes() {
         r#"{"attributes":{"latency":250,"jitter":10},"name":"lat","type":"latency","stream":"downstream","toxicity":1}"#
     );
     let slicer = ToxicSnapshot {
-        kind: ToxicKind::Slicer {
-            average_size: 10,
-            size_variation: 5,
-            delay: 20000,
-        },
+        kind: crate::toxics::kind("slicer")
+            .with("average_size", 10)
+            .with("size_variation", 5)
+            .with("delay", 20000),
         ..snapshot()
     };
     assert!(toxic_json(&slicer)
@@ -751,8 +742,8 @@ fn decoders_never_panic() {
         let _ = decode_proxy(&input);
         let _ = decode_populate(&input);
         if let Ok(c) = decode_toxic_create(&input) {
-            for ty in crate::model::TOXIC_TYPES {
-                let mut kind = ToxicKind::default_for(ty).unwrap();
+            for ty in crate::toxics::type_names() {
+                let mut kind = crate::toxics::default_for(ty).unwrap();
                 let _ = c.decode_attributes(&mut kind);
             }
         }
