@@ -13,8 +13,8 @@ use hyper::{Method, StatusCode};
 use super::routes::Route;
 use super::{ApiState, Limits};
 use crate::model::json::{self, DecodeError};
-use crate::model::Direction;
-use crate::registry::{Error, ProxyPatch, ToxicSnapshot};
+use crate::model::{Direction, ToxicSnapshot};
+use crate::registry::{Error, ProxyPatch};
 use crate::toxics;
 
 pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";

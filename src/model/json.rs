@@ -32,8 +32,9 @@
 
 use std::fmt;
 
-use crate::model::{AttrDef, AttrType, AttrValue, ToxicKind};
-use crate::registry::{ProxyInput, ProxySnapshot, ToxicSnapshot};
+use crate::model::{
+    AttrDef, AttrType, AttrValue, ProxyInput, ProxySnapshot, ToxicKind, ToxicSnapshot,
+};
 
 /// Go's `maxNestingDepth` for the JSON scanner.
 pub const MAX_DEPTH: usize = 10_000;

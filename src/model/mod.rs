@@ -2,8 +2,10 @@
 //! `encoding/json` manner, and JSON encoding with Go's escaping and key order.
 
 pub mod json;
+mod snapshot;
 mod toxic;
 
+pub use snapshot::{ProxyInput, ProxySnapshot, ToxicSnapshot};
 pub use toxic::{
     Applies, AttrDef, AttrType, AttrValue, Direction, Lit, Range, Shown, ToxicCheck, ToxicDef,
     ToxicKind,
