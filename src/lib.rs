@@ -4,7 +4,8 @@
 //! ◀ `server`):
 //!
 //! * [`model`]: wire types spelled as Toxiproxy spells them, lenient JSON decoding;
-//! * [`toxics`]: the eight toxic behaviours as clock-driven state machines;
+//! * [`toxics`]: the toxic catalog: each type's declaration and its behaviour as a
+//!   clock-driven state machine;
 //! * [`proxy`]: listeners, connections and links (the data path);
 //! * [`registry`]: the proxy collection and its API semantics;
 //! * [`api`]: the Toxiproxy HTTP API on hyper;

@@ -12,40 +12,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use crate::metrics::Store;
-use crate::model::{Direction, ToxicKind};
+use crate::model::Direction;
 use crate::proxy::{addr, Chain, ChainEntry, EngineConfig, InstanceStats, Running};
 
-/// A proxy as the API shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProxySnapshot {
-    pub name: String,
-    /// The bound address once started (port 0 resolved), else the string given.
-    pub listen: String,
-    pub upstream: String,
-    pub enabled: bool,
-    /// Upstream toxics in chain order, then downstream toxics in chain order.
-    pub toxics: Vec<ToxicSnapshot>,
-}
-
-/// A toxic as the API shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ToxicSnapshot {
-    pub name: String,
-    /// The stream exactly as the client sent it (`"UpStream"` stays `"UpStream"`).
-    pub stream: String,
-    pub direction: Direction,
-    pub toxicity: f32,
-    pub kind: ToxicKind,
-}
-
-/// A proxy to create (POST /proxies, /populate, -config).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProxyInput {
-    pub name: String,
-    pub listen: String,
-    pub upstream: String,
-    pub enabled: bool,
-}
+// The API's view of proxies and toxics is the wire model's; re-exported for callers that
+// know them from here.
+pub use crate::model::{ProxyInput, ProxySnapshot, ToxicSnapshot};
 
 /// A proxy update (POST or PATCH /proxies/{proxy}). `None` keeps the current value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -236,7 +236,7 @@ pub async fn bulk(ctx: &Ctx) -> Res<Vec<Row>> {
         "bench_sink_noop",
         "noop",
         Direction::Upstream,
-        ToxicKind::Noop,
+        toxi::toxics::kind("noop"),
     )?;
     let dur = ctx.p.sample;
     // Three-way rotation: direct, toxi, toxi with a noop toxic (the toxic path). CPU time
@@ -584,7 +584,7 @@ pub async fn allocs(ctx: &Ctx) -> Res<Vec<Row>> {
         "bench_alloc_noop",
         "noop",
         Direction::Upstream,
-        ToxicKind::Noop,
+        toxi::toxics::kind("noop"),
     )?;
     let dur = ctx.p.sample * 2;
     let per_mib = |(bytes, allocs): (u64, u64)| allocs as f64 / (bytes as f64 / MIB);
@@ -617,10 +617,9 @@ pub async fn lat100(ctx: &Ctx) -> Res<Vec<Row>> {
         "bench_lat100",
         "latency_downstream",
         Direction::Downstream,
-        ToxicKind::Latency {
-            latency: 100,
-            jitter: 0,
-        },
+        toxi::toxics::kind("latency")
+            .with("latency", 100)
+            .with("jitter", 0),
     )?;
     let warm = Duration::from_millis(if ctx.p.quick { 250 } else { 400 });
     let window = ctx.p.sample;
@@ -647,10 +646,9 @@ pub async fn latency(ctx: &Ctx) -> Res<Vec<Row>> {
         "bench_latency",
         "latency_upstream",
         Direction::Upstream,
-        ToxicKind::Latency {
-            latency: 50,
-            jitter: 0,
-        },
+        toxi::toxics::kind("latency")
+            .with("latency", 50)
+            .with("jitter", 0),
     )?;
     // Sequential pings over one connection each, direct and proxied alternately.
     let pings = ctx.p.lat_pings;
@@ -723,12 +721,12 @@ pub async fn bandwidth(ctx: &Ctx) -> Res<Vec<Row>> {
                 "bench_bandwidth",
                 "bandwidth_upstream",
                 Direction::Upstream,
-                ToxicKind::Bandwidth { rate },
+                toxi::toxics::kind("bandwidth").with("rate", rate),
             )?;
         } else {
             ctx.registry
                 .update_toxic("bench_bandwidth", "bandwidth_upstream", |t| {
-                    t.kind = ToxicKind::Bandwidth { rate };
+                    t.kind = toxi::toxics::kind("bandwidth").with("rate", rate);
                     Ok(())
                 })
                 .map_err(|e| e.to_string())?;
@@ -796,12 +794,11 @@ async fn churn_http(client: &mut http::Client, proxy: &str, i: usize) -> [(f64, 
 /// The same churn through the registry directly (when the HTTP API is not available).
 fn churn_registry(registry: &Registry, proxy: &str, i: usize) -> [(f64, bool); 2] {
     let kind = match i % 3 {
-        0 => ToxicKind::Latency {
-            latency: 1,
-            jitter: 0,
-        },
-        1 => ToxicKind::Bandwidth { rate: 100000 },
-        _ => ToxicKind::Noop,
+        0 => toxi::toxics::kind("latency")
+            .with("latency", 1)
+            .with("jitter", 0),
+        1 => toxi::toxics::kind("bandwidth").with("rate", 100000),
+        _ => toxi::toxics::kind("noop"),
     };
     let toxic = ToxicSnapshot {
         name: "churn".into(),
@@ -975,7 +972,12 @@ pub async fn api(ctx: &Ctx) -> Res<Vec<Row>> {
     phase("loaded churn done");
     // The same probe with a noop toxic on every stream: every link on the toxic path.
     let _ = ctx.registry.remove_toxic(PROXY, "churn");
-    let noop_probe = match ctx.add_toxic(PROXY, "churn", Direction::Upstream, ToxicKind::Noop) {
+    let noop_probe = match ctx.add_toxic(
+        PROXY,
+        "churn",
+        Direction::Upstream,
+        toxi::toxics::kind("noop"),
+    ) {
         Ok(()) => {
             tokio::time::sleep(Duration::from_millis(200)).await;
             spawn_delays(&ctx.proxy_rt, ops, limit).await

@@ -59,7 +59,7 @@ _{fn}() {
                     words="add update remove help"
                 else
                     case "$prev" in
-                        -t|--type) words="latency bandwidth slow_close timeout reset_peer slicer limit_data noop" ;;
+                        -t|--type) words="{types}" ;;
                         -n|--toxicName|-a|--attribute|--tox|--toxicity) return 0 ;;
                         *)
                             if [[ $cur == -* ]]; then
@@ -115,7 +115,7 @@ _{fn}() {
         'help:show help for a command'
         'completions:print a shell completion script'
     )
-    types=(latency bandwidth slow_close timeout reset_peer slicer limit_data noop)
+    types=({types})
     for ((i = 2; i < CURRENT; i++)); do
         case ${words[i]} in
             -h|--host|-host) [[ -z $cmd ]] && (( i++ )) ;;
@@ -241,7 +241,7 @@ complete -c {prog} -n "$__{fn}_toxic; and not __fish_seen_subcommand_from $__{fn
 complete -c {prog} -n "$__{fn}_toxic; and not __fish_seen_subcommand_from $__{fn}_toxic_cmds" -a 'remove' -d 'remove an enabled toxic'
 complete -c {prog} -n "$__{fn}_toxic; and __fish_seen_subcommand_from $__{fn}_toxic_cmds" -a '(__{fn}_proxies)'
 complete -c {prog} -n "$__{fn}_toxic; and __fish_seen_subcommand_from $__{fn}_toxic_cmds" -s n -l toxicName -x -d 'name of the toxic'
-complete -c {prog} -n $__{fn}_add -s t -l type -x -a 'latency bandwidth slow_close timeout reset_peer slicer limit_data noop' -d 'type of toxic'
+complete -c {prog} -n $__{fn}_add -s t -l type -x -a '{types}' -d 'type of toxic'
 complete -c {prog} -n $__{fn}_add -l toxicity -l tox -x -d 'toxicity, 0 to 1'
 complete -c {prog} -n $__{fn}_update -l toxicity -l tox -x -d 'toxicity, 0 to 1'
 complete -c {prog} -n $__{fn}_add -s a -l attribute -x -d 'toxic attribute key=value'
@@ -258,6 +258,11 @@ fn function_name(prog: &str) -> String {
         .collect()
 }
 
+/// The toxic type names, space-separated, from the library's catalog.
+fn toxic_types() -> String {
+    toxi::toxics::type_names().collect::<Vec<_>>().join(" ")
+}
+
 /// The completion script for `shell`.
 pub fn script(prog: &str, shell: &str) -> Option<String> {
     let template = match shell {
@@ -269,7 +274,8 @@ pub fn script(prog: &str, shell: &str) -> Option<String> {
     Some(
         template
             .replace("{prog}", prog)
-            .replace("{fn}", &function_name(prog)),
+            .replace("{fn}", &function_name(prog))
+            .replace("{types}", &toxic_types()),
     )
 }
 

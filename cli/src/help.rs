@@ -10,6 +10,8 @@ use crate::catalog::{
     TOXIC_COMMANDS, TOXIC_DESCRIPTION, TOXIC_USAGE,
 };
 use crate::tabwriter;
+use toxi::model::{AttrDef, Shown, ToxicDef};
+use toxi::toxics::CATALOG;
 
 /// Which of urfave's two command templates a page uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,89 +160,34 @@ pub fn help_page(prog: &str) -> String {
     tabwriter::align(&page, 1, 2)
 }
 
-/// An attribute as `name=<unit>` and what it means.
-type AttributeDoc = (&'static str, &'static str);
-
-/// Toxic types with a description and their attributes.
-const TOXIC_TYPE_TABLE: &[(&str, &str, &[AttributeDoc])] = &[
-    (
-        "latency",
-        "delay all data; each chunk waits latency +/- jitter",
-        &[
-            ("latency=<ms>", "the delay"),
-            ("jitter=<ms>", "random variation, drawn per chunk"),
-        ],
-    ),
-    (
-        "bandwidth",
-        "limit the transfer rate",
-        &[(
-            "rate=<KB/s>",
-            "1 KB = 1000 bytes; 0 holds all data until the toxic is removed",
-        )],
-    ),
-    (
-        "slow_close",
-        "delay the close after the peer closed",
-        &[("delay=<ms>", "how long to wait before closing")],
-    ),
-    (
-        "timeout",
-        "drop all data; close the connection once no data came for a while",
-        &[(
-            "timeout=<ms>",
-            "idle time before closing; 0 drops data and never closes",
-        )],
-    ),
-    (
-        "reset_peer",
-        "reset the connection (TCP RST) after data arrives",
-        &[("timeout=<ms>", "how long after the first data to reset")],
-    ),
-    (
-        "slicer",
-        "cut data into small pieces, with a pause after each",
-        &[
-            ("average_size=<bytes>", "mean piece size (at least 1)"),
-            (
-                "size_variation=<bytes>",
-                "random variation of the size (at most average_size)",
-            ),
-            ("delay=<us>", "pause after each piece, in MICROseconds"),
-        ],
-    ),
-    (
-        "limit_data",
-        "close the connection once a number of bytes went through",
-        &[(
-            "bytes=<bytes>",
-            "bytes allowed per connection and direction",
-        )],
-    ),
-    ("noop", "pass data through unchanged", &[]),
-];
+/// An attribute as `name=<unit>` and what it means (its help, and its default when that
+/// is not zero).
+fn attribute_doc(attr: &AttrDef) -> (String, String) {
+    let mut meaning = attr.help.to_string();
+    if attr.shown == Shown::Always && !attr.default.is_zero() {
+        meaning.push_str(&format!(" (default {})", attr.default));
+    }
+    (format!("{}=<{}>", attr.name, attr.unit), meaning)
+}
 
 /// toxi's own reference of toxic types (`help toxics`, and after `toxic add --help` on a
 /// terminal).
 pub fn toxic_types(prog: &str) -> String {
-    let type_width = TOXIC_TYPE_TABLE
+    let types: Vec<&ToxicDef> = CATALOG.iter().map(|t| t.def).collect();
+    let type_width = types.iter().map(|t| t.name.len()).max().unwrap_or(0) + 2;
+    let attr_width = types
         .iter()
-        .map(|t| t.0.len())
-        .max()
-        .unwrap_or(0)
-        + 2;
-    let attr_width = TOXIC_TYPE_TABLE
-        .iter()
-        .flat_map(|t| t.2.iter().map(|a| a.0.len()))
+        .flat_map(|t| t.attrs.iter().map(|a| attribute_doc(a).0.len()))
         .max()
         .unwrap_or(0)
         + 2;
     let mut out = String::from(
         "TOXIC TYPES (--type/-t) AND THEIR ATTRIBUTES (--attribute/-a key=value):\n   Every attribute defaults to 0. Times are in milliseconds unless noted.\n\n",
     );
-    for (name, description, attributes) in TOXIC_TYPE_TABLE {
+    for def in &types {
+        let (name, description) = (def.name, def.summary);
         out.push_str(&format!("   {name:type_width$}{description}\n"));
-        for (attribute, meaning) in *attributes {
+        for (attribute, meaning) in def.attrs.iter().map(attribute_doc) {
             out.push_str(&format!(
                 "   {:type_width$}{attribute:attr_width$}{meaning}\n",
                 ""

@@ -13,8 +13,9 @@ use hyper::{Method, StatusCode};
 use super::routes::Route;
 use super::{ApiState, Limits};
 use crate::model::json::{self, DecodeError};
-use crate::model::{Direction, ToxicKind};
-use crate::registry::{Error, ProxyPatch, ToxicSnapshot};
+use crate::model::{Direction, ToxicSnapshot};
+use crate::registry::{Error, ProxyPatch};
+use crate::toxics;
 
 pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 pub const APPLICATION_JSON: &str = "application/json";
@@ -353,7 +354,7 @@ async fn toxic_create(ctx: &mut Ctx, proxy: &str) -> Result<Reply, Reply> {
         Some(n) if !n.is_empty() => n.clone(),
         _ => format!("{type_name}_{stream}"),
     };
-    let Some(mut kind) = ToxicKind::default_for(&type_name) else {
+    let Some(mut kind) = toxics::default_for(&type_name) else {
         return Err(Reply::error("invalid toxic type", 400));
     };
     match registry.toxic(proxy, &name) {

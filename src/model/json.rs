@@ -32,8 +32,9 @@
 
 use std::fmt;
 
-use crate::model::ToxicKind;
-use crate::registry::{ProxyInput, ProxySnapshot, ToxicSnapshot};
+use crate::model::{
+    AttrDef, AttrType, AttrValue, ProxyInput, ProxySnapshot, ToxicKind, ToxicSnapshot,
+};
 
 /// Go's `maxNestingDepth` for the JSON scanner.
 pub const MAX_DEPTH: usize = 10_000;
@@ -657,25 +658,77 @@ impl ProxyFields {
     }
 }
 
-/// Merges a JSON object into a toxic's attributes (only the keys present change).
+/// Merges a JSON object into a toxic's attributes (only the keys present change), each
+/// decoded as its declaration types it.
 fn decode_attributes(
     members: &[(String, Json)],
     kind: &mut ToxicKind,
     strukt: &str,
 ) -> Result<(), DecodeError> {
-    let ty = if matches!(kind, ToxicKind::Slicer { .. }) {
-        "int"
-    } else {
-        "int64"
-    };
-    let names: Vec<&'static str> = kind.attributes().iter().map(|(n, _)| *n).collect();
+    let attrs = kind.def().attrs;
     for (key, v) in members {
-        let Some(name) = names.iter().find(|n| key_is(key, n)) else {
+        let Some(attr) = attrs.iter().find(|a| key_is(key, a.name)) else {
             continue;
         };
-        if let Some(slot) = kind.attribute_mut(name) {
-            decode_int(v, slot, strukt, &format!("attributes.{name}"), ty)?;
+        if let Some((_, slot)) = kind.slot_mut(attr.name) {
+            decode_attr(v, attr, slot, strukt, &format!("attributes.{}", attr.name))?;
         }
+    }
+    Ok(())
+}
+
+/// One attribute value, as Go decodes into a field of the attribute's type: `null` keeps
+/// the current value, a map merges key by key.
+fn decode_attr(
+    v: &Json,
+    attr: &AttrDef,
+    slot: &mut Option<AttrValue>,
+    strukt: &str,
+    path: &str,
+) -> Result<(), DecodeError> {
+    let go = attr.ty.go_type();
+    match (attr.ty, v) {
+        (_, Json::Null) => {}
+        (AttrType::Int { .. }, _) => {
+            let mut n = slot.as_ref().and_then(AttrValue::as_int).unwrap_or(0);
+            decode_int(v, &mut n, strukt, path, go)?;
+            *slot = Some(AttrValue::Int(n));
+        }
+        (AttrType::Float, Json::Number(text)) => match text.parse::<f64>() {
+            Ok(f) if f.is_finite() => *slot = Some(AttrValue::Float(f)),
+            _ => {
+                return Err(DecodeError(format!(
+                    "json: cannot unmarshal number {text} into Go struct field {strukt}.{path} of type {go}"
+                )))
+            }
+        },
+        (AttrType::Str | AttrType::Enum(_), Json::String(s)) => {
+            *slot = Some(AttrValue::Str(s.clone()));
+        }
+        (AttrType::Map, Json::Object(entries)) => {
+            let mut map = match slot.take() {
+                Some(AttrValue::Map(m)) => m,
+                _ => Default::default(),
+            };
+            let mut result = Ok(());
+            for (key, value) in entries {
+                match value {
+                    Json::String(s) => {
+                        map.insert(key.clone(), s.clone());
+                    }
+                    Json::Null => {
+                        map.insert(key.clone(), String::new());
+                    }
+                    other => {
+                        result = Err(field_error(other, strukt, path, "string"));
+                        break;
+                    }
+                }
+            }
+            *slot = Some(AttrValue::Map(map));
+            result?;
+        }
+        (_, other) => return Err(field_error(other, strukt, path, go)),
     }
     Ok(())
 }
@@ -875,13 +928,42 @@ pub fn quote(s: &str) -> String {
 /// the same float32, in plain notation unless the magnitude is below 1e-6 or at least
 /// 1e21, where it uses `1e-7` / `1e+21` style exponents.
 pub fn format_f32(f: f32) -> String {
-    if !f.is_finite() {
+    let abs = f.abs();
+    let exponent = abs != 0.0 && !(1e-6..1e21).contains(&abs);
+    go_float(
+        f.is_finite(),
+        exponent,
+        || format!("{f}"),
+        || format!("{f:e}"),
+    )
+}
+
+/// Formats a float64 as Go's `encoding/json` does (see [`format_f32`]).
+pub fn format_f64(f: f64) -> String {
+    let abs = f.abs();
+    let exponent = abs != 0.0 && !(1e-6..1e21).contains(&abs);
+    go_float(
+        f.is_finite(),
+        exponent,
+        || format!("{f}"),
+        || format!("{f:e}"),
+    )
+}
+
+/// Go's float encoding from Rust's shortest round-trip texts, plain (`{}`) or, when
+/// `use_exponent`, exponent (`{:e}`) with Go's exponent spelling.
+fn go_float(
+    finite: bool,
+    use_exponent: bool,
+    plain: impl FnOnce() -> String,
+    exponent: impl FnOnce() -> String,
+) -> String {
+    if !finite {
         // Go refuses to encode these; they cannot come from JSON input.
         return "null".to_owned();
     }
-    let abs = f.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        let e = format!("{f:e}");
+    if use_exponent {
+        let e = exponent();
         let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
         let exp: i32 = exp.parse().unwrap_or(0);
         if exp < 0 {
@@ -890,20 +972,42 @@ pub fn format_f32(f: f32) -> String {
             format!("{mantissa}e+{exp:02}")
         }
     } else {
-        format!("{f}")
+        plain()
+    }
+}
+
+/// Appends one attribute value: integers as written, floats as Go writes float64,
+/// strings escaped, maps with their keys sorted.
+fn write_attr_value(out: &mut String, value: &AttrValue) {
+    match value {
+        AttrValue::Int(n) => out.push_str(&n.to_string()),
+        AttrValue::Float(f) => out.push_str(&format_f64(*f)),
+        AttrValue::Str(s) => write_str(out, s),
+        AttrValue::Map(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_str(out, k);
+                out.push(':');
+                write_str(out, v);
+            }
+            out.push('}');
+        }
     }
 }
 
 /// Appends a toxic object: `attributes`, `name`, `type`, `stream`, `toxicity`.
 pub fn write_toxic(out: &mut String, t: &ToxicSnapshot) {
     out.push_str("{\"attributes\":{");
-    for (i, (name, value)) in t.kind.attributes().iter().enumerate() {
+    for (i, (attr, value)) in t.kind.attributes().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        write_str(out, name);
+        write_str(out, attr.name);
         out.push(':');
-        out.push_str(&value.to_string());
+        write_attr_value(out, value);
     }
     out.push_str("},\"name\":");
     write_str(out, &t.name);

@@ -2,6 +2,11 @@
 //! `encoding/json` manner, and JSON encoding with Go's escaping and key order.
 
 pub mod json;
+mod snapshot;
 mod toxic;
 
-pub use toxic::{Direction, ToxicKind, TOXIC_TYPES};
+pub use snapshot::{ProxyInput, ProxySnapshot, ToxicSnapshot};
+pub use toxic::{
+    Applies, AttrDef, AttrType, AttrValue, Direction, Lit, Range, Shown, ToxicCheck, ToxicDef,
+    ToxicKind,
+};

@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use rand::rngs::SmallRng;
-use rand::SeedableRng;
 use tokio::time::Instant;
 
 use super::chain::{mix, roll, ChainEntry};
@@ -311,7 +309,7 @@ pub(crate) struct Stage<'t> {
 
 impl Stage<'static> {
     fn new(entry: &ChainEntry, seed: u64, now: Instant) -> Stage<'static> {
-        let rng = SmallRng::seed_from_u64(mix(seed, entry.uid));
+        let rng = toxics::ToxicRng::new(mix(seed, entry.uid));
         let active = roll(seed, entry.uid, entry.toxicity_gen, entry.toxicity);
         if active {
             entry.activations.fetch_add(1, Ordering::Relaxed);
@@ -443,10 +441,9 @@ mod tests {
     }
 
     fn lat(ms: i64) -> ToxicKind {
-        ToxicKind::Latency {
-            latency: ms,
-            jitter: 0,
-        }
+        toxics::kind("latency")
+            .with("latency", ms)
+            .with("jitter", 0)
     }
 
     #[test]
@@ -483,7 +480,7 @@ mod tests {
     fn limit_data_before_latency_delivers_exactly_its_bytes() {
         let t0 = Instant::now();
         let chain = [
-            entry(1, ToxicKind::LimitData { bytes: 10 }),
+            entry(1, toxics::kind("limit_data").with("bytes", 10)),
             entry(2, lat(100)),
         ];
         let pipe = Pipeline::new(&chain, 7, t0);
@@ -504,7 +501,7 @@ mod tests {
     #[test]
     fn kept_stages_are_matched_by_uid() {
         let t0 = Instant::now();
-        let a = entry(1, ToxicKind::LimitData { bytes: 1 << 20 });
+        let a = entry(1, toxics::kind("limit_data").with("bytes", 1 << 20));
         let b = entry(2, lat(1000));
         let mut pipe = Pipeline::new(&[a.clone(), b.clone()], 7, t0);
         pipe.push_first(pipe.chunk(b"one", t0), t0);
@@ -535,18 +532,18 @@ mod tests {
     /// A toxic that keeps every byte, in order, whatever its values.
     fn lossless() -> impl Strategy<Value = ToxicKind> {
         prop_oneof![
-            (-5i64..300, -5i64..100)
-                .prop_map(|(latency, jitter)| ToxicKind::Latency { latency, jitter }),
+            (-5i64..300, -5i64..100).prop_map(|(latency, jitter)| toxics::kind("latency")
+                .with("latency", latency)
+                .with("jitter", jitter)),
             (1i64..64, 0.0f64..=1.0, -5i64..3000).prop_map(|(avg, frac, delay)| {
-                ToxicKind::Slicer {
-                    average_size: avg,
-                    size_variation: (avg as f64 * frac) as i64,
-                    delay,
-                }
+                toxics::kind("slicer")
+                    .with("average_size", avg)
+                    .with("size_variation", (avg as f64 * frac) as i64)
+                    .with("delay", delay)
             }),
-            (1i64..2000).prop_map(|rate| ToxicKind::Bandwidth { rate }),
-            Just(ToxicKind::Noop),
-            Just(ToxicKind::LimitData { bytes: i64::MAX }),
+            (1i64..2000).prop_map(|rate| toxics::kind("bandwidth").with("rate", rate)),
+            Just(toxics::kind("noop")),
+            Just(toxics::kind("limit_data").with("bytes", i64::MAX)),
         ]
     }
 
@@ -575,11 +572,11 @@ mod tests {
     }
 
     fn kind_index(kind: &ToxicKind) -> u64 {
-        match kind {
-            ToxicKind::Latency { .. } => 0,
-            ToxicKind::Slicer { .. } => 1,
-            ToxicKind::Bandwidth { .. } => 2,
-            ToxicKind::Noop => 3,
+        match kind.type_name() {
+            "latency" => 0,
+            "slicer" => 1,
+            "bandwidth" => 2,
+            "noop" => 3,
             _ => 4,
         }
     }

@@ -20,8 +20,20 @@ use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use super::{add_saturating, Chunk, Item, Poll, Toxic};
-use crate::model::ToxicKind;
+use super::{add_saturating, Chunk, Item, Poll, Toxic, ToxicRng};
+use crate::model::{AttrDef, ToxicDef, ToxicKind};
+
+pub static DEF: ToxicDef = ToxicDef::new("bandwidth", "BandwidthToxic")
+    .summary("limit the transfer rate")
+    .attrs(&[AttrDef::int("rate")
+        .unit("KB/s")
+        .at_least(0)
+        .range_note("KB/s; 0 holds all data")
+        .help("1 KB = 1000 bytes; 0 holds all data until the toxic is removed")]);
+
+pub fn build(kind: &ToxicKind, _rng: ToxicRng, _now: Instant) -> Box<dyn Toxic> {
+    Box::new(Bandwidth::new(kind.int("rate")))
+}
 
 /// Time between the pieces of a chunk larger than `rate * 100` bytes.
 const SLICE: Duration = Duration::from_millis(100);
@@ -129,9 +141,10 @@ impl Toxic for Bandwidth {
     }
 
     fn update(&mut self, kind: &ToxicKind, now: Instant) {
-        let ToxicKind::Bandwidth { rate } = *kind else {
+        if !kind.is(&DEF) {
             return;
-        };
+        }
+        let rate = kind.int("rate");
         if rate == self.rate {
             return;
         }
@@ -412,14 +425,11 @@ mod tests {
         b.push(data(&p, t0), t0);
         assert_eq!(b.poll(at(t0, 5000)), Poll::Idle);
         b.update(
-            &ToxicKind::Latency {
-                latency: 1,
-                jitter: 0,
-            },
+            &crate::toxics::kind("latency").with("latency", 1).with("jitter", 0),
             at(t0, 5000),
         );
         assert_eq!(b.poll(at(t0, 5000)), Poll::Idle);
-        b.update(&ToxicKind::Bandwidth { rate: 2 }, at(t0, 5000));
+        b.update(&crate::toxics::kind("bandwidth").with("rate", 2), at(t0, 5000));
         // 1000 bytes at 2 bytes/ms: pieces of 200 bytes every 100 ms from the update.
         let mut got = Vec::new();
         let mut now = at(t0, 5000);
@@ -430,7 +440,7 @@ mod tests {
                     if got.len() == 600 {
                         assert_eq!(now, at(t0, 5300));
                         // Slow down mid-chunk: the rest (400 bytes) paces at 1 byte/ms.
-                        b.update(&ToxicKind::Bandwidth { rate: 1 }, now);
+                        b.update(&crate::toxics::kind("bandwidth").with("rate", 1), now);
                     }
                 }
                 Poll::Wait(t) => now = t,
@@ -442,7 +452,7 @@ mod tests {
         assert_eq!(now, at(t0, 5700));
         // Same rate again: nothing changes.
         b.push(data(&[0; 10], now), now);
-        b.update(&ToxicKind::Bandwidth { rate: 1 }, at(t0, 5705));
+        b.update(&crate::toxics::kind("bandwidth").with("rate", 1), at(t0, 5705));
         assert_eq!(b.poll(at(t0, 5705)), Poll::Wait(at(t0, 5710)));
     }
 }

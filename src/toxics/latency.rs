@@ -17,14 +17,23 @@
 //! restarts the stub and re-processes its buffer. An update with unchanged attributes
 //! changes nothing. Queued items are kept either way.
 
-use rand::rngs::SmallRng;
-use rand::Rng;
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use super::{add_saturating, millis, Item, Poll, Toxic};
-use crate::model::ToxicKind;
+use super::{add_saturating, millis, Item, Poll, Toxic, ToxicRng};
+use crate::model::{AttrDef, ToxicDef, ToxicKind};
+
+pub static DEF: ToxicDef = ToxicDef::new("latency", "LatencyToxic")
+    .summary("delay all data; each chunk waits latency +/- jitter")
+    .attrs(&[
+        AttrDef::int("latency").unit("ms").help("the delay"),
+        AttrDef::int("jitter").unit("ms").help("random variation, drawn per chunk"),
+    ]);
+
+pub fn build(kind: &ToxicKind, rng: ToxicRng, _now: Instant) -> Box<dyn Toxic> {
+    Box::new(Latency::new(kind.int("latency"), kind.int("jitter"), rng))
+}
 
 /// How many items the stage queues before applying backpressure (the reference's channel
 /// capacity for latency).
@@ -34,7 +43,7 @@ pub const BUFFER: usize = 1024;
 pub struct Latency {
     latency: i64,
     jitter: i64,
-    rng: SmallRng,
+    rng: ToxicRng,
     queue: VecDeque<Entry>,
 }
 
@@ -50,7 +59,7 @@ struct Entry {
 }
 
 impl Latency {
-    pub fn new(latency: i64, jitter: i64, rng: SmallRng) -> Latency {
+    pub fn new(latency: i64, jitter: i64, rng: ToxicRng) -> Latency {
         Latency {
             latency,
             jitter,
@@ -62,7 +71,7 @@ impl Latency {
     /// Draws this chunk's delay and returns (release time, released timestamp).
     fn schedule(&mut self, ts: Instant, pushed: Instant) -> (Instant, Option<Instant>) {
         let j = if self.jitter > 0 {
-            self.rng.gen_range(-self.jitter..self.jitter)
+            self.rng.range(-self.jitter, self.jitter)
         } else {
             0
         };
@@ -117,9 +126,10 @@ impl Toxic for Latency {
     }
 
     fn update(&mut self, kind: &ToxicKind, _now: Instant) {
-        let ToxicKind::Latency { latency, jitter } = *kind else {
+        if !kind.is(&DEF) {
             return;
-        };
+        }
+        let (latency, jitter) = (kind.int("latency"), kind.int("jitter"));
         if (latency, jitter) == (self.latency, self.jitter) {
             return;
         }
@@ -147,10 +157,9 @@ mod tests {
     use crate::toxics::test_util::{at, bytes_of, data, input, Out, Sim};
     use crate::toxics::{far_future, Chunk};
     use bytes::Bytes;
-    use rand::SeedableRng;
 
     fn lat(latency: i64, jitter: i64) -> Latency {
-        Latency::new(latency, jitter, SmallRng::seed_from_u64(7))
+        Latency::new(latency, jitter, ToxicRng::new(7))
     }
 
     fn ms_after(t0: Instant, t: Instant) -> u64 {
@@ -335,7 +344,7 @@ mod tests {
     fn same_seed_same_jitter() {
         let t0 = Instant::now();
         let run = |seed: u64| {
-            let mut l = Latency::new(1000, 500, SmallRng::seed_from_u64(seed));
+            let mut l = Latency::new(1000, 500, ToxicRng::new(seed));
             let inputs = (0..100).map(|i| input(at(t0, i * 10), b"z")).collect();
             Sim::new(at(t0, 100_000)).run(&mut l, t0, inputs)
         };
@@ -383,10 +392,7 @@ mod tests {
             }
             let _ = l.poll(t0);
             l.update(
-                &ToxicKind::Latency {
-                    latency: jitter,
-                    jitter: latency,
-                },
+                &crate::toxics::kind("latency").with("latency", jitter).with("jitter", latency),
                 t0,
             );
             let _ = l.poll(at(t0, 1));
@@ -432,15 +438,12 @@ mod tests {
         assert_eq!(l.poll(at(t0, 200)), Poll::Wait(at(t0, 10_000)));
 
         // Unrelated kinds are ignored.
-        l.update(&ToxicKind::Bandwidth { rate: 1 }, at(t0, 200));
+        l.update(&crate::toxics::kind("bandwidth").with("rate", 1), at(t0, 200));
         assert_eq!(l.poll(at(t0, 200)), Poll::Wait(at(t0, 10_000)));
 
         // Lowering the latency re-schedules held chunks from their push time.
         l.update(
-            &ToxicKind::Latency {
-                latency: 150,
-                jitter: 0,
-            },
+            &crate::toxics::kind("latency").with("latency", 150).with("jitter", 0),
             at(t0, 200),
         );
         match l.poll(at(t0, 200)) {
@@ -462,10 +465,7 @@ mod tests {
         // Raising it delays chunks that were already due but not yet polled.
         l.push(data(b"d", at(t0, 400)), at(t0, 400));
         l.update(
-            &ToxicKind::Latency {
-                latency: 1000,
-                jitter: 0,
-            },
+            &crate::toxics::kind("latency").with("latency", 1000).with("jitter", 0),
             at(t0, 500),
         );
         assert_eq!(l.poll(at(t0, 600)), Poll::Wait(at(t0, 1400)));
@@ -478,10 +478,7 @@ mod tests {
         l.push(data(b"a", t0), t0);
         let before = l.queue[0].release;
         l.update(
-            &ToxicKind::Latency {
-                latency: 100,
-                jitter: 50,
-            },
+            &crate::toxics::kind("latency").with("latency", 100).with("jitter", 50),
             at(t0, 10),
         );
         assert_eq!(l.queue[0].release, before);

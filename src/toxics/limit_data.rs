@@ -11,8 +11,18 @@
 use std::collections::VecDeque;
 use tokio::time::Instant;
 
-use super::{CloseKind, Item, Poll, Toxic};
-use crate::model::ToxicKind;
+use super::{CloseKind, Item, Poll, Toxic, ToxicRng};
+use crate::model::{AttrDef, ToxicDef, ToxicKind};
+
+pub static DEF: ToxicDef = ToxicDef::new("limit_data", "LimitDataToxic")
+    .summary("close the connection once a number of bytes went through")
+    .attrs(&[AttrDef::int("bytes")
+        .unit("bytes")
+        .help("bytes allowed per connection and direction")]);
+
+pub fn build(kind: &ToxicKind, _rng: ToxicRng, _now: Instant) -> Box<dyn Toxic> {
+    Box::new(LimitData::new(kind.int("bytes")))
+}
 
 /// A limit_data stage.
 pub struct LimitData {
@@ -76,8 +86,8 @@ impl Toxic for LimitData {
     }
 
     fn update(&mut self, kind: &ToxicKind, _now: Instant) {
-        if let ToxicKind::LimitData { bytes } = *kind {
-            self.bytes = bytes;
+        if kind.is(&DEF) {
+            self.bytes = kind.int("bytes");
         }
     }
 
@@ -181,8 +191,8 @@ mod tests {
         let mut l = LimitData::new(10);
         l.push(data(b"123456", t0), t0);
         assert!(matches!(l.poll(t0), Poll::Ready(_)));
-        l.update(&ToxicKind::Noop, t0);
-        l.update(&ToxicKind::LimitData { bytes: 8 }, t0);
+        l.update(&crate::toxics::kind("noop"), t0);
+        l.update(&crate::toxics::kind("limit_data").with("bytes", 8), t0);
         l.push(data(b"abcdef", t0), t0);
         assert_eq!(l.poll(t0), Poll::Ready(data(b"ab", t0)));
         assert_eq!(l.poll(t0), Poll::Close(CloseKind::Fin));
@@ -195,7 +205,7 @@ mod tests {
         let mut l = LimitData::new(100);
         l.push(data(b"123456", t0), t0);
         assert!(matches!(l.poll(t0), Poll::Ready(_)));
-        l.update(&ToxicKind::LimitData { bytes: 3 }, at(t0, 1));
+        l.update(&crate::toxics::kind("limit_data").with("bytes", 3), at(t0, 1));
         assert_eq!(l.poll(at(t0, 1000)), Poll::Idle);
         assert!(l.can_accept());
         l.push(data(b"more", at(t0, 1000)), at(t0, 1000));
@@ -204,7 +214,7 @@ mod tests {
         let mut l = LimitData::new(6);
         l.push(data(b"123", t0), t0);
         let _ = l.poll(t0);
-        l.update(&ToxicKind::LimitData { bytes: 5 }, t0);
+        l.update(&crate::toxics::kind("limit_data").with("bytes", 5), t0);
         l.push(data(b"4567", t0), t0);
         assert_eq!(l.poll(t0), Poll::Ready(data(b"45", t0)));
         assert_eq!(l.poll(t0), Poll::Close(CloseKind::Fin));

@@ -8,26 +8,76 @@
 //! or removed on a live connection without losing or reordering data: removal hands back
 //! everything the stage holds ([`Toxic::drain`]) to be forwarded at once.
 //!
-//! `build` is the only place that matches on the toxic type.
+//! Each toxic type is one file, `toxics/<name>.rs`, holding everything about it: its
+//! declaration (`pub static DEF: ToxicDef`: name, Go struct name, attributes with types,
+//! defaults, ranges, units and help, whether removal closes connections), its behaviour
+//! (a [`Toxic`]) and `pub fn build`. The [`catalog!`] line below lists the files; the API's
+//! decoder, validation, the JSON encoder and the CLI's type lists and help all read
+//! [`CATALOG`].
 
 use bytes::Bytes;
-use rand::rngs::SmallRng;
 use std::collections::VecDeque;
 use tokio::time::Instant;
 
-use crate::model::ToxicKind;
+use crate::model::{ToxicDef, ToxicKind};
 
-mod bandwidth;
-mod latency;
-mod limit_data;
-mod noop;
-mod reset_peer;
-mod slicer;
-mod slow_close;
-mod timeout;
+mod rng;
+pub use rng::ToxicRng;
 
 #[cfg(test)]
 pub(crate) mod test_util;
+
+/// One toxic type: its declaration and the constructor of its behaviour.
+pub struct ToxicType {
+    pub def: &'static ToxicDef,
+    /// Builds the behaviour for a validated `kind` of this type. `rng` drives jitter and
+    /// slicer cuts; `now` is when the toxic is attached to the link.
+    pub build: fn(&ToxicKind, ToxicRng, Instant) -> Box<dyn Toxic>,
+}
+
+/// Declares the toxic modules and [`CATALOG`], in the order help pages and completions
+/// list the types.
+macro_rules! catalog {
+    ($($name:ident),* $(,)?) => {
+        $(mod $name;)*
+
+        /// Every toxic type.
+        pub static CATALOG: &[ToxicType] = &[
+            $(ToxicType { def: &$name::DEF, build: $name::build },)*
+        ];
+    };
+}
+
+catalog! {
+    latency,
+    bandwidth,
+    slow_close,
+    timeout,
+    reset_peer,
+    slicer,
+    limit_data,
+    noop,
+}
+
+/// The type registered under `name` (exact, case-sensitive match).
+pub fn find(name: &str) -> Option<&'static ToxicType> {
+    CATALOG.iter().find(|t| t.def.name == name)
+}
+
+/// A toxic of type `name` with every attribute at its default.
+pub fn default_for(name: &str) -> Option<ToxicKind> {
+    find(name).map(|t| ToxicKind::new(t.def))
+}
+
+/// [`default_for`] for literals in code and tests: panics on an unknown type.
+pub fn kind(name: &str) -> ToxicKind {
+    default_for(name).unwrap_or_else(|| panic!("no toxic type {name}"))
+}
+
+/// Every type name, in catalog order.
+pub fn type_names() -> impl Iterator<Item = &'static str> {
+    CATALOG.iter().map(|t| t.def.name)
+}
 
 /// Bytes read from a source socket in one read, stamped with the time they were read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,36 +140,19 @@ pub trait Toxic: Send {
     fn drain(&mut self) -> VecDeque<Item>;
 }
 
-/// Builds the behaviour for `kind`. `kind` has passed [`ToxicKind::validate`]. `rng` drives
+/// Builds the behaviour for `kind`, which has passed [`ToxicKind::validate`]. `rng` drives
 /// jitter and slicer cuts; `now` is when the toxic is attached to the link.
-pub fn build(kind: &ToxicKind, rng: SmallRng, now: Instant) -> Box<dyn Toxic> {
-    match *kind {
-        ToxicKind::Latency { latency, jitter } => {
-            Box::new(latency::Latency::new(latency, jitter, rng))
-        }
-        ToxicKind::Bandwidth { rate } => Box::new(bandwidth::Bandwidth::new(rate)),
-        ToxicKind::SlowClose { delay } => Box::new(slow_close::SlowClose::new(delay)),
-        ToxicKind::Timeout { timeout } => Box::new(timeout::Timeout::new(timeout, now)),
-        ToxicKind::ResetPeer { timeout } => Box::new(reset_peer::ResetPeer::new(timeout)),
-        ToxicKind::Slicer {
-            average_size,
-            size_variation,
-            delay,
-        } => Box::new(slicer::Slicer::new(
-            average_size,
-            size_variation,
-            delay,
-            rng,
-        )),
-        ToxicKind::LimitData { bytes } => Box::new(limit_data::LimitData::new(bytes)),
-        ToxicKind::Noop => Box::new(noop::Noop::default()),
+pub fn build(kind: &ToxicKind, rng: ToxicRng, now: Instant) -> Box<dyn Toxic> {
+    match find(kind.type_name()) {
+        Some(t) => (t.build)(kind, rng, now),
+        // A kind always comes from a catalog declaration.
+        None => Box::new(noop::Noop::default()),
     }
 }
 
-/// Whether removing a toxic of this kind tears down the connections it was on (only
-/// `timeout`, as in the reference: its cleanup closes the stream).
+/// Whether removing a toxic of this kind tears down the connections it was on.
 pub fn closes_on_remove(kind: &ToxicKind) -> bool {
-    matches!(kind, ToxicKind::Timeout { .. })
+    kind.def().closes_on_remove
 }
 
 /// Converts a millisecond attribute to a duration; negative means zero, huge values

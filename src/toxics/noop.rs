@@ -3,8 +3,15 @@
 use std::collections::VecDeque;
 use tokio::time::Instant;
 
-use super::{Item, Poll, Toxic};
-use crate::model::ToxicKind;
+use super::{Item, Poll, Toxic, ToxicRng};
+use crate::model::{ToxicDef, ToxicKind};
+
+pub static DEF: ToxicDef =
+    ToxicDef::new("noop", "NoopToxic").summary("pass data through unchanged");
+
+pub fn build(_kind: &ToxicKind, _rng: ToxicRng, _now: Instant) -> Box<dyn Toxic> {
+    Box::new(Noop::default())
+}
 
 /// Pass-through stage holding at most one item.
 #[derive(Debug, Default)]
@@ -79,12 +86,9 @@ mod tests {
         assert!(noop.drain().is_empty());
         let item = crate::toxics::test_util::data(b"x", t0);
         noop.push(item.clone(), t0);
-        noop.update(&ToxicKind::Noop, t0);
+        noop.update(&crate::toxics::kind("noop"), t0);
         noop.update(
-            &ToxicKind::Latency {
-                latency: 5,
-                jitter: 0,
-            },
+            &crate::toxics::kind("latency").with("latency", 5).with("jitter", 0),
             t0,
         );
         assert_eq!(noop.drain(), VecDeque::from([item]));

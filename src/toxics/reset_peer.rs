@@ -12,8 +12,18 @@
 use std::collections::VecDeque;
 use tokio::time::Instant;
 
-use super::{add_saturating, millis, CloseKind, Item, Poll, Toxic};
-use crate::model::ToxicKind;
+use super::{add_saturating, millis, CloseKind, Item, Poll, Toxic, ToxicRng};
+use crate::model::{AttrDef, ToxicDef, ToxicKind};
+
+pub static DEF: ToxicDef = ToxicDef::new("reset_peer", "ResetToxic")
+    .summary("reset the connection (TCP RST) after data arrives")
+    .attrs(&[AttrDef::int("timeout")
+        .unit("ms")
+        .help("how long after the first data to reset")]);
+
+pub fn build(kind: &ToxicKind, _rng: ToxicRng, _now: Instant) -> Box<dyn Toxic> {
+    Box::new(ResetPeer::new(kind.int("timeout")))
+}
 
 /// A reset_peer stage.
 pub struct ResetPeer {
@@ -56,8 +66,8 @@ impl Toxic for ResetPeer {
     }
 
     fn update(&mut self, kind: &ToxicKind, _now: Instant) {
-        if let ToxicKind::ResetPeer { timeout } = *kind {
-            self.timeout = timeout;
+        if kind.is(&DEF) {
+            self.timeout = kind.int("timeout");
         }
     }
 
@@ -131,11 +141,11 @@ mod tests {
     fn update_applies_before_trigger_only() {
         let t0 = Instant::now();
         let mut r = ResetPeer::new(1000);
-        r.update(&ToxicKind::Timeout { timeout: 5 }, t0);
-        r.update(&ToxicKind::ResetPeer { timeout: 100 }, t0);
+        r.update(&crate::toxics::kind("timeout").with("timeout", 5), t0);
+        r.update(&crate::toxics::kind("reset_peer").with("timeout", 100), t0);
         r.push(data(b"x", t0), at(t0, 10));
         assert_eq!(r.poll(at(t0, 10)), Poll::Wait(at(t0, 110)));
-        r.update(&ToxicKind::ResetPeer { timeout: 5000 }, at(t0, 20));
+        r.update(&crate::toxics::kind("reset_peer").with("timeout", 5000), at(t0, 20));
         assert_eq!(r.poll(at(t0, 20)), Poll::Wait(at(t0, 110)));
         assert_eq!(r.poll(at(t0, 110)), Poll::Close(CloseKind::Reset));
     }

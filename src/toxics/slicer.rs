@@ -14,21 +14,57 @@
 //! piece, then any held end-of-stream marker.
 
 use bytes::Bytes;
-use rand::rngs::SmallRng;
-use rand::Rng;
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use super::{add_saturating, Chunk, Item, Poll, Toxic};
-use crate::model::ToxicKind;
+use super::{add_saturating, Chunk, Item, Poll, Toxic, ToxicRng};
+use crate::model::{AttrDef, ToxicDef, ToxicKind};
+
+pub static DEF: ToxicDef = ToxicDef::new("slicer", "SlicerToxic")
+    .summary("cut data into small pieces, with a pause after each")
+    .attrs(&[
+        AttrDef::int_go("average_size", "int")
+            .unit("bytes")
+            .at_least(1)
+            .help("mean piece size (at least 1)"),
+        AttrDef::int_go("size_variation", "int")
+            .unit("bytes")
+            .help("random variation of the size (at most average_size)"),
+        AttrDef::int_go("delay", "int")
+            .unit("us")
+            .help("pause after each piece, in MICROseconds"),
+    ])
+    .check(check);
+
+/// `size_variation` must stay within `[0, average_size]` (the reference recurses forever
+/// or panics otherwise).
+fn check(kind: &ToxicKind) -> Result<(), String> {
+    let (average_size, size_variation) = (kind.int("average_size"), kind.int("size_variation"));
+    if (0..=average_size).contains(&size_variation) {
+        Ok(())
+    } else {
+        Err(format!(
+            "size_variation must be between 0 and average_size ({average_size})"
+        ))
+    }
+}
+
+pub fn build(kind: &ToxicKind, rng: ToxicRng, _now: Instant) -> Box<dyn Toxic> {
+    Box::new(Slicer::new(
+        kind.int("average_size"),
+        kind.int("size_variation"),
+        kind.int("delay"),
+        rng,
+    ))
+}
 
 /// A slicer stage.
 pub struct Slicer {
     average_size: i64,
     size_variation: i64,
     delay_us: i64,
-    rng: SmallRng,
+    rng: ToxicRng,
     /// The unsent part of the current chunk.
     rest: Bytes,
     /// Lengths of the pieces `rest` is still to be cut into.
@@ -40,7 +76,7 @@ pub struct Slicer {
 }
 
 impl Slicer {
-    pub fn new(average_size: i64, size_variation: i64, delay_us: i64, rng: SmallRng) -> Slicer {
+    pub fn new(average_size: i64, size_variation: i64, delay_us: i64, rng: ToxicRng) -> Slicer {
         Slicer {
             average_size,
             size_variation,
@@ -71,7 +107,7 @@ impl Slicer {
             // Here n > avg + var >= 1, so [start + 1, end - 1] is not empty.
             let mut mid = (start + n / 2) as i128;
             if var > 0 {
-                mid += i128::from(self.rng.gen_range(-var..var));
+                mid += i128::from(self.rng.range(-var, var));
             }
             let mid = mid.clamp(start as i128 + 1, end as i128 - 1) as usize;
             stack.push((mid, end));
@@ -127,15 +163,10 @@ impl Toxic for Slicer {
     }
 
     fn update(&mut self, kind: &ToxicKind, _now: Instant) {
-        if let ToxicKind::Slicer {
-            average_size,
-            size_variation,
-            delay,
-        } = *kind
-        {
-            self.average_size = average_size;
-            self.size_variation = size_variation;
-            self.delay_us = delay;
+        if kind.is(&DEF) {
+            self.average_size = kind.int("average_size");
+            self.size_variation = kind.int("size_variation");
+            self.delay_us = kind.int("delay");
         }
     }
 
@@ -158,10 +189,9 @@ impl Toxic for Slicer {
 mod tests {
     use super::*;
     use crate::toxics::test_util::{at, bytes_of, data, input, pieces, Out, Sim};
-    use rand::SeedableRng;
 
     fn slicer(avg: i64, var: i64, delay_us: i64) -> Slicer {
-        Slicer::new(avg, var, delay_us, SmallRng::seed_from_u64(11))
+        Slicer::new(avg, var, delay_us, ToxicRng::new(11))
     }
 
     fn pattern(len: usize, seed: usize) -> Vec<u8> {
@@ -253,7 +283,7 @@ mod tests {
     fn same_seed_same_cuts() {
         let t0 = Instant::now();
         let run = |seed: u64| {
-            let mut s = Slicer::new(100, 80, 0, SmallRng::seed_from_u64(seed));
+            let mut s = Slicer::new(100, 80, 0, ToxicRng::new(seed));
             let inputs = (0..20).map(|i| input(t0, &pattern(5000, i))).collect();
             sizes(&Sim::new(at(t0, 1000)).run(&mut s, t0, inputs))
         };
@@ -330,13 +360,9 @@ mod tests {
         let mut s = slicer(2, 0, 0);
         s.push(data(b"abcdefgh", t0), t0);
         assert_eq!(s.poll(t0), Poll::Ready(data(b"ab", t0)));
-        s.update(&ToxicKind::Noop, t0);
+        s.update(&crate::toxics::kind("noop"), t0);
         s.update(
-            &ToxicKind::Slicer {
-                average_size: 1,
-                size_variation: 0,
-                delay: 0,
-            },
+            &crate::toxics::kind("slicer").with("average_size", 1).with("size_variation", 0).with("delay", 0),
             t0,
         );
         assert_eq!(s.poll(t0), Poll::Ready(data(b"cd", t0)));

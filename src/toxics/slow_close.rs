@@ -8,8 +8,18 @@
 use std::collections::VecDeque;
 use tokio::time::Instant;
 
-use super::{add_saturating, millis, Chunk, CloseKind, Item, Poll, Toxic};
-use crate::model::ToxicKind;
+use super::{add_saturating, millis, Chunk, CloseKind, Item, Poll, Toxic, ToxicRng};
+use crate::model::{AttrDef, ToxicDef, ToxicKind};
+
+pub static DEF: ToxicDef = ToxicDef::new("slow_close", "SlowCloseToxic")
+    .summary("delay the close after the peer closed")
+    .attrs(&[AttrDef::int("delay")
+        .unit("ms")
+        .help("how long to wait before closing")]);
+
+pub fn build(kind: &ToxicKind, _rng: ToxicRng, _now: Instant) -> Box<dyn Toxic> {
+    Box::new(SlowClose::new(kind.int("delay")))
+}
 
 /// A slow_close stage.
 pub struct SlowClose {
@@ -64,8 +74,8 @@ impl Toxic for SlowClose {
     }
 
     fn update(&mut self, kind: &ToxicKind, _now: Instant) {
-        if let ToxicKind::SlowClose { delay } = *kind {
-            self.delay = delay;
+        if kind.is(&DEF) {
+            self.delay = kind.int("delay");
         }
     }
 
@@ -157,9 +167,9 @@ mod tests {
         let mut s = SlowClose::new(1000);
         s.push(Item::Eof, at(t0, 100));
         assert_eq!(s.poll(at(t0, 200)), Poll::Wait(at(t0, 1100)));
-        s.update(&ToxicKind::Timeout { timeout: 1 }, at(t0, 200));
+        s.update(&crate::toxics::kind("timeout").with("timeout", 1), at(t0, 200));
         assert_eq!(s.poll(at(t0, 200)), Poll::Wait(at(t0, 1100)));
-        s.update(&ToxicKind::SlowClose { delay: 300 }, at(t0, 200));
+        s.update(&crate::toxics::kind("slow_close").with("delay", 300), at(t0, 200));
         assert_eq!(s.poll(at(t0, 300)), Poll::Wait(at(t0, 400)));
         assert_eq!(s.poll(at(t0, 400)), Poll::Close(CloseKind::Fin));
     }

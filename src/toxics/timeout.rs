@@ -12,8 +12,19 @@
 use std::collections::VecDeque;
 use tokio::time::Instant;
 
-use super::{add_saturating, millis, CloseKind, Item, Poll, Toxic};
-use crate::model::ToxicKind;
+use super::{add_saturating, millis, CloseKind, Item, Poll, Toxic, ToxicRng};
+use crate::model::{AttrDef, ToxicDef, ToxicKind};
+
+pub static DEF: ToxicDef = ToxicDef::new("timeout", "TimeoutToxic")
+    .summary("drop all data; close the connection once no data came for a while")
+    .attrs(&[AttrDef::int("timeout")
+        .unit("ms")
+        .help("idle time before closing; 0 drops data and never closes")])
+    .closes_on_remove();
+
+pub fn build(kind: &ToxicKind, _rng: ToxicRng, now: Instant) -> Box<dyn Toxic> {
+    Box::new(Timeout::new(kind.int("timeout"), now))
+}
 
 /// A timeout stage.
 pub struct Timeout {
@@ -77,8 +88,8 @@ impl Toxic for Timeout {
     }
 
     fn update(&mut self, kind: &ToxicKind, now: Instant) {
-        if let ToxicKind::Timeout { timeout } = *kind {
-            self.timeout = timeout;
+        if kind.is(&DEF) {
+            self.timeout = kind.int("timeout");
             self.last = now;
         }
     }
@@ -171,13 +182,13 @@ mod tests {
         let mut t = Timeout::new(0, t0);
         t.push(data(b"x", t0), t0);
         assert_eq!(t.poll(at(t0, 500)), Poll::Idle);
-        t.update(&ToxicKind::SlowClose { delay: 1 }, at(t0, 500));
+        t.update(&crate::toxics::kind("slow_close").with("delay", 1), at(t0, 500));
         assert_eq!(t.poll(at(t0, 500)), Poll::Idle);
-        t.update(&ToxicKind::Timeout { timeout: 200 }, at(t0, 600));
+        t.update(&crate::toxics::kind("timeout").with("timeout", 200), at(t0, 600));
         assert_eq!(t.poll(at(t0, 600)), Poll::Wait(at(t0, 800)));
         t.push(data(b"y", at(t0, 700)), at(t0, 700));
         assert_eq!(t.poll(at(t0, 800)), Poll::Wait(at(t0, 900)));
-        t.update(&ToxicKind::Timeout { timeout: -3 }, at(t0, 850));
+        t.update(&crate::toxics::kind("timeout").with("timeout", -3), at(t0, 850));
         assert_eq!(t.poll(at(t0, 5000)), Poll::Idle);
     }
 }

@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use rand::SeedableRng;
 use tokio::time::Instant;
 use toxi::model::json;
-use toxi::model::{Direction, ToxicKind, TOXIC_TYPES};
+use toxi::model::{Direction, ToxicKind};
 use toxi::registry::ToxicSnapshot;
 use toxi::toxics::{self, Chunk, Item, Poll};
 
@@ -66,7 +65,8 @@ fn json_text() -> impl Strategy<Value = String> {
         Just("-0".to_string()),
         Just("1e400".to_string()),
         Just("0.5".to_string()),
-        prop::sample::select(TOXIC_TYPES.to_vec()).prop_map(|t| format!("\"{t}\"")),
+        prop::sample::select(toxics::type_names().collect::<Vec<_>>())
+            .prop_map(|t| format!("\"{t}\"")),
         prop::sample::select(vec!["upstream", "DOWNSTREAM", "", "x"])
             .prop_map(|s| format!("\"{s}\"")),
         "[^\"\\\\]{0,12}".prop_map(|s| format!("\"{s}\"")),
@@ -90,21 +90,21 @@ fn exercise_decoders(body: &[u8]) {
     let _ = json::decode_proxy(body);
     let _ = json::decode_populate(body);
     if let Ok(create) = json::decode_toxic_create(body) {
-        for t in TOXIC_TYPES {
-            let mut kind = ToxicKind::default_for(t).unwrap();
+        for t in toxics::type_names() {
+            let mut kind = toxics::default_for(t).unwrap();
             if create.decode_attributes(&mut kind).is_ok() {
                 check_kind(&kind);
             }
         }
     }
     if let Ok(update) = json::decode_toxic_update(body) {
-        for t in TOXIC_TYPES {
+        for t in toxics::type_names() {
             let mut snapshot = ToxicSnapshot {
                 name: "t".into(),
                 stream: "upstream".into(),
                 direction: Direction::Upstream,
                 toxicity: 1.0,
-                kind: ToxicKind::default_for(t).unwrap(),
+                kind: toxics::default_for(t).unwrap(),
             };
             if update.apply(&mut snapshot).is_ok() {
                 check_kind(&snapshot.kind);
@@ -125,7 +125,7 @@ fn check_kind(kind: &ToxicKind) {
 /// (plus whatever a final drain returns) and whether it asked to close.
 fn run_toxic(kind: &ToxicKind, inputs: &[(u64, usize)], seed: u64) -> (Vec<u8>, bool) {
     let t0 = Instant::now();
-    let mut toxic = toxics::build(kind, rand::rngs::SmallRng::seed_from_u64(seed), t0);
+    let mut toxic = toxics::build(kind, toxics::ToxicRng::new(seed), t0);
     let mut pending: VecDeque<Item> = VecDeque::new();
     let mut next_byte = 0u8;
     let mut now = t0;
@@ -206,12 +206,12 @@ proptest! {
         inputs in prop::collection::vec((0u64..50, 0usize..40_000), 1..12),
     ) {
         let kinds = [
-            ToxicKind::Latency { latency, jitter },
-            ToxicKind::Slicer { average_size: avg, size_variation: (avg as f64 * var_frac) as i64, delay },
-            ToxicKind::Bandwidth { rate },
-            ToxicKind::Noop,
-            ToxicKind::SlowClose { delay: delay.max(0) % 1000 },
-            ToxicKind::LimitData { bytes: i64::MAX },
+            toxi::toxics::kind("latency").with("latency", latency).with("jitter", jitter),
+            toxi::toxics::kind("slicer").with("average_size", avg).with("size_variation", (avg as f64 * var_frac) as i64).with("delay", delay),
+            toxi::toxics::kind("bandwidth").with("rate", rate),
+            toxi::toxics::kind("noop"),
+            toxi::toxics::kind("slow_close").with("delay", delay.max(0) % 1000),
+            toxi::toxics::kind("limit_data").with("bytes", i64::MAX),
         ];
         let want = expected_bytes(&inputs);
         for kind in &kinds {
@@ -231,11 +231,10 @@ proptest! {
         a in any::<i64>(), b in any::<i64>(), c in any::<i64>(), seed in any::<u64>(),
         inputs in prop::collection::vec((0u64..5000, 0usize..6_000), 0..5),
     ) {
-        for t in TOXIC_TYPES {
-            let mut kind = ToxicKind::default_for(t).unwrap();
-            let names: Vec<&str> = kind.attributes().iter().map(|(n, _)| *n).collect();
-            for (name, v) in names.into_iter().zip([a, b, c]) {
-                *kind.attribute_mut(name).unwrap() = v;
+        for t in toxics::type_names() {
+            let mut kind = toxics::default_for(t).unwrap();
+            for (attr, v) in kind.def().attrs.iter().zip([a, b, c]) {
+                kind.set(attr.name, v).unwrap();
             }
             if kind.validate().is_ok() {
                 let (out, _) = run_toxic(&kind, &inputs, seed);

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use tokio::io::AsyncWriteExt;
-use toxi::model::{Direction, ToxicKind};
+use toxi::model::Direction;
 use toxi::registry::{ProxyPatch, ToxicSnapshot};
 use toxi::server::{Config, Server};
 
@@ -81,7 +81,7 @@ fn toxic(name: &str, direction: Direction, toxicity: f32) -> ToxicSnapshot {
         stream: direction.as_str().into(),
         direction,
         toxicity,
-        kind: ToxicKind::Noop,
+        kind: toxi::toxics::kind("noop"),
     }
 }
 

@@ -235,7 +235,7 @@ fn noop_toxic(name: &str, dir: toxi::model::Direction) -> toxi::registry::ToxicS
         stream: dir.as_str().into(),
         direction: dir,
         toxicity: 1.0,
-        kind: toxi::model::ToxicKind::Noop,
+        kind: toxi::toxics::kind("noop"),
     }
 }
 
@@ -375,7 +375,7 @@ async fn reset_carries_on_past_a_failing_proxy() {
                     stream: "downstream".into(),
                     direction: toxi::model::Direction::Downstream,
                     toxicity: 1.0,
-                    kind: toxi::model::ToxicKind::Noop,
+                    kind: toxi::toxics::kind("noop"),
                 },
             )
             .unwrap();

@@ -56,10 +56,9 @@ async fn latency_applies_per_direction() {
         &p,
         "up",
         Direction::Upstream,
-        ToxicKind::Latency {
-            latency: 200,
-            jitter: 0,
-        },
+        toxi::toxics::kind("latency")
+            .with("latency", 200)
+            .with("jitter", 0),
     );
     let rtt = round_trip(&mut c, b"ping").await;
     assert!(rtt >= ms(195) && rtt < ms(200) + base + ms(250), "{rtt:?}");
@@ -68,10 +67,9 @@ async fn latency_applies_per_direction() {
         &p,
         "down",
         Direction::Downstream,
-        ToxicKind::Latency {
-            latency: 100,
-            jitter: 0,
-        },
+        toxi::toxics::kind("latency")
+            .with("latency", 100)
+            .with("jitter", 0),
     );
     let rtt = round_trip(&mut c, b"ping").await;
     assert!(rtt >= ms(295) && rtt < ms(550), "{rtt:?}");
@@ -86,10 +84,9 @@ async fn latency_is_pipelined() {
         &p,
         "l",
         Direction::Upstream,
-        ToxicKind::Latency {
-            latency: 500,
-            jitter: 0,
-        },
+        toxi::toxics::kind("latency")
+            .with("latency", 500)
+            .with("jitter", 0),
     );
     let c = connect(&p).await;
     let (mut r, mut w) = c.into_split();
@@ -124,20 +121,18 @@ async fn stacked_latency_adds_up() {
         &p,
         "a",
         Direction::Upstream,
-        ToxicKind::Latency {
-            latency: 500,
-            jitter: 0,
-        },
+        toxi::toxics::kind("latency")
+            .with("latency", 500)
+            .with("jitter", 0),
     );
     add(
         &server,
         &p,
         "b",
         Direction::Upstream,
-        ToxicKind::Latency {
-            latency: 500,
-            jitter: 0,
-        },
+        toxi::toxics::kind("latency")
+            .with("latency", 500)
+            .with("jitter", 0),
     );
     let mut c = connect(&p).await;
     let rtt = round_trip(&mut c, b"x").await;
@@ -152,10 +147,9 @@ async fn removing_latency_releases_held_data_at_once() {
         &p,
         "slow",
         Direction::Upstream,
-        ToxicKind::Latency {
-            latency: 60_000,
-            jitter: 0,
-        },
+        toxi::toxics::kind("latency")
+            .with("latency", 60_000)
+            .with("jitter", 0),
     );
     let mut c = connect(&p).await;
     c.write_all(b"held").await.unwrap();
@@ -174,10 +168,9 @@ async fn huge_latency_means_forever_without_overflow() {
         &p,
         "max",
         Direction::Upstream,
-        ToxicKind::Latency {
-            latency: i64::MAX,
-            jitter: i64::MAX,
-        },
+        toxi::toxics::kind("latency")
+            .with("latency", i64::MAX)
+            .with("jitter", i64::MAX),
     );
     let mut c = connect(&p).await;
     c.write_all(b"x").await.unwrap();
@@ -199,7 +192,7 @@ async fn bandwidth_limits_the_rate() {
         &p,
         "bw",
         Direction::Downstream,
-        ToxicKind::Bandwidth { rate: 100 },
+        toxi::toxics::kind("bandwidth").with("rate", 100),
     );
     let c = connect(&p).await;
     let (mut r, mut w) = c.into_split();
@@ -225,7 +218,7 @@ async fn bandwidth_zero_holds_until_removed() {
         &p,
         "cut",
         Direction::Upstream,
-        ToxicKind::Bandwidth { rate: 0 },
+        toxi::toxics::kind("bandwidth").with("rate", 0),
     );
     let mut c = connect(&p).await;
     c.write_all(b"partitioned").await.unwrap();
@@ -243,7 +236,7 @@ async fn slow_close_delays_the_close() {
         &p,
         "sc",
         Direction::Downstream,
-        ToxicKind::SlowClose { delay: 400 },
+        toxi::toxics::kind("slow_close").with("delay", 400),
     );
     let mut c = connect(&p).await;
     c.write_all(b"bye").await.unwrap();
@@ -263,7 +256,7 @@ async fn timeout_drops_data_and_closes_when_idle() {
         &p,
         "to",
         Direction::Upstream,
-        ToxicKind::Timeout { timeout: 300 },
+        toxi::toxics::kind("timeout").with("timeout", 300),
     );
     let mut c = connect(&p).await;
     let start = Instant::now();
@@ -282,7 +275,7 @@ async fn timeout_zero_holds_and_removal_closes() {
         &p,
         "to",
         Direction::Upstream,
-        ToxicKind::Timeout { timeout: 0 },
+        toxi::toxics::kind("timeout").with("timeout", 0),
     );
     let mut c = connect(&p).await;
     c.write_all(b"x").await.unwrap();
@@ -321,7 +314,7 @@ async fn reset_peer_sends_rst_on_new_connections() {
         &p,
         "rst",
         Direction::Upstream,
-        ToxicKind::ResetPeer { timeout: 100 },
+        toxi::toxics::kind("reset_peer").with("timeout", 100),
     );
     let mut c = connect(&p).await;
     let start = Instant::now();
@@ -341,7 +334,7 @@ async fn reset_peer_sends_rst_on_open_connections() {
         &p,
         "rst",
         Direction::Upstream,
-        ToxicKind::ResetPeer { timeout: 0 },
+        toxi::toxics::kind("reset_peer").with("timeout", 0),
     );
     c.write_all(b"boom").await.unwrap();
     expect_reset(&mut c).await;
@@ -355,7 +348,7 @@ async fn reset_peer_leaves_idle_connections_alone() {
         &p,
         "rst",
         Direction::Upstream,
-        ToxicKind::ResetPeer { timeout: 0 },
+        toxi::toxics::kind("reset_peer").with("timeout", 0),
     );
     let mut c = connect(&p).await;
     let mut b = [0u8; 1];
@@ -373,7 +366,7 @@ async fn limit_data_truncates_then_closes() {
         &p,
         "lim",
         Direction::Downstream,
-        ToxicKind::LimitData { bytes: 10 },
+        toxi::toxics::kind("limit_data").with("bytes", 10),
     );
     let mut c = connect(&p).await;
     c.write_all(b"123456").await.unwrap();
@@ -391,14 +384,14 @@ async fn limit_data_counter_survives_updates() {
         &p,
         "lim",
         Direction::Downstream,
-        ToxicKind::LimitData { bytes: 8 },
+        toxi::toxics::kind("limit_data").with("bytes", 8),
     );
     let mut c = connect(&p).await;
     round_trip(&mut c, b"12345").await;
     server
         .registry()
         .update_toxic(&p.name, "lim", |t| {
-            t.kind = ToxicKind::LimitData { bytes: 9 };
+            t.kind = toxi::toxics::kind("limit_data").with("bytes", 9);
             Ok(())
         })
         .unwrap();
@@ -415,11 +408,10 @@ async fn slicer_rebuilds_byte_exact() {
         &p,
         "sl",
         Direction::Downstream,
-        ToxicKind::Slicer {
-            average_size: 1024,
-            size_variation: 512,
-            delay: 10,
-        },
+        toxi::toxics::kind("slicer")
+            .with("average_size", 1024)
+            .with("size_variation", 512)
+            .with("delay", 10),
     );
     let c = connect(&p).await;
     let (mut r, mut w) = c.into_split();
@@ -441,11 +433,10 @@ async fn slicer_cuts_into_single_bytes() {
         &p,
         "sl",
         Direction::Downstream,
-        ToxicKind::Slicer {
-            average_size: 1,
-            size_variation: 0,
-            delay: 20_000,
-        },
+        toxi::toxics::kind("slicer")
+            .with("average_size", 1)
+            .with("size_variation", 0)
+            .with("delay", 20_000),
     );
     let mut c = connect(&p).await;
     let msg = b"abcdefghijklmnopqrstuvwx";
@@ -475,10 +466,9 @@ async fn toxicity_zero_and_one() {
                 "never",
                 Direction::Upstream,
                 0.0,
-                ToxicKind::Latency {
-                    latency: 1000,
-                    jitter: 0,
-                },
+                toxi::toxics::kind("latency")
+                    .with("latency", 1000)
+                    .with("jitter", 0),
             ),
         )
         .unwrap();
@@ -521,10 +511,9 @@ async fn roll_pattern(seed: i64, n: usize) -> Vec<bool> {
                 "half",
                 Direction::Upstream,
                 0.5,
-                ToxicKind::Latency {
-                    latency: 10,
-                    jitter: 0,
-                },
+                toxi::toxics::kind("latency")
+                    .with("latency", 10)
+                    .with("jitter", 0),
             ),
         )
         .unwrap();
@@ -563,10 +552,9 @@ async fn unrelated_changes_do_not_reroll() {
                 "half",
                 Direction::Upstream,
                 0.5,
-                ToxicKind::Latency {
-                    latency: 150,
-                    jitter: 0,
-                },
+                toxi::toxics::kind("latency")
+                    .with("latency", 150)
+                    .with("jitter", 0),
             ),
         )
         .unwrap();
@@ -582,7 +570,12 @@ async fn unrelated_changes_do_not_reroll() {
     registry
         .add_toxic(
             &p.name,
-            toxic("other", Direction::Upstream, 1.0, ToxicKind::Noop),
+            toxic(
+                "other",
+                Direction::Upstream,
+                1.0,
+                toxi::toxics::kind("noop"),
+            ),
         )
         .unwrap();
     // Every open link has picked the new toxic up.
@@ -630,18 +623,16 @@ async fn integrity_under_toxic_churn() {
     let churn_done = done.clone();
     let churn = tokio::spawn(async move {
         let kinds = [
-            ToxicKind::Latency {
-                latency: 1,
-                jitter: 1,
-            },
-            ToxicKind::Noop,
-            ToxicKind::Slicer {
-                average_size: 16 * 1024,
-                size_variation: 8 * 1024,
-                delay: 0,
-            },
-            ToxicKind::Bandwidth { rate: 1_000_000 },
-            ToxicKind::LimitData { bytes: i64::MAX },
+            toxi::toxics::kind("latency")
+                .with("latency", 1)
+                .with("jitter", 1),
+            toxi::toxics::kind("noop"),
+            toxi::toxics::kind("slicer")
+                .with("average_size", 16 * 1024)
+                .with("size_variation", 8 * 1024)
+                .with("delay", 0),
+            toxi::toxics::kind("bandwidth").with("rate", 1_000_000),
+            toxi::toxics::kind("limit_data").with("bytes", i64::MAX),
         ];
         let mut ops = 0u64;
         let mut i = 0usize;
@@ -688,17 +679,16 @@ async fn limit_data_before_latency_delivers_exactly_n_bytes() {
         &p,
         "limit",
         Direction::Downstream,
-        ToxicKind::LimitData { bytes: 1000 },
+        toxi::toxics::kind("limit_data").with("bytes", 1000),
     );
     add(
         &server,
         &p,
         "lat",
         Direction::Downstream,
-        ToxicKind::Latency {
-            latency: 200,
-            jitter: 0,
-        },
+        toxi::toxics::kind("latency")
+            .with("latency", 200)
+            .with("jitter", 0),
     );
     let mut c = connect(&p).await;
     let msg = pattern(5000, 3);
@@ -725,10 +715,9 @@ async fn toxic_chain_holds_at_most_its_byte_budget() {
         &p,
         "lat",
         Direction::Upstream,
-        ToxicKind::Latency {
-            latency: 60_000,
-            jitter: 0,
-        },
+        toxi::toxics::kind("latency")
+            .with("latency", 60_000)
+            .with("jitter", 0),
     );
     let mut c = connect(&p).await;
     // Write until the sockets push back; count what the proxy took off the client.
@@ -761,20 +750,18 @@ async fn zero_delay_chunks_are_never_held_back() {
     const ROUNDS: usize = 6;
     const PINGS: usize = 8;
     let (server, p) = echo_proxy("zero").await;
-    let jitter = ToxicKind::Latency {
-        latency: 1,
-        jitter: 1,
-    };
+    let jitter = toxi::toxics::kind("latency")
+        .with("latency", 1)
+        .with("jitter", 1);
     add(&server, &p, "down", Direction::Downstream, jitter.clone());
     add(
         &server,
         &p,
         "up",
         Direction::Upstream,
-        ToxicKind::Latency {
-            latency: 0,
-            jitter: 0,
-        },
+        toxi::toxics::kind("latency")
+            .with("latency", 0)
+            .with("jitter", 0),
     );
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let registry = server.registry().clone();

@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::Direction;
+use crate::model::{AttrDef, AttrValue, Direction, Lit, ToxicDef};
 
 fn err(body: &str) -> String {
     parse(body.as_bytes()).unwrap_err().0
@@ -384,7 +384,7 @@ fn toxic_create_wrapper_errors() {
 
 fn attrs(body: &str, ty: &str) -> Result<ToxicKind, String> {
     let c = create(body)?;
-    let mut kind = ToxicKind::default_for(ty).unwrap();
+    let mut kind = crate::toxics::default_for(ty).unwrap();
     c.decode_attributes(&mut kind).map_err(|e| e.0)?;
     Ok(kind)
 }
@@ -397,17 +397,15 @@ fn toxic_create_attributes() {
             "latency"
         )
         .unwrap(),
-        ToxicKind::Latency {
-            latency: 7,
-            jitter: 2
-        }
+        crate::toxics::kind("latency")
+            .with("latency", 7)
+            .with("jitter", 2)
     );
     assert_eq!(
         attrs(r#"{"attributes":{"jitter":3}}"#, "latency").unwrap(),
-        ToxicKind::Latency {
-            latency: 0,
-            jitter: 3
-        }
+        crate::toxics::kind("latency")
+            .with("latency", 0)
+            .with("jitter", 3)
     );
     // Repeated attribute objects merge; null values keep the default.
     assert_eq!(
@@ -416,10 +414,9 @@ fn toxic_create_attributes() {
             "latency"
         )
         .unwrap(),
-        ToxicKind::Latency {
-            latency: 1,
-            jitter: 2
-        }
+        crate::toxics::kind("latency")
+            .with("latency", 1)
+            .with("jitter", 2)
     );
     // After `attributes: null` later objects no longer reach the toxic (as in Go).
     assert_eq!(
@@ -428,14 +425,13 @@ fn toxic_create_attributes() {
             "latency"
         )
         .unwrap(),
-        ToxicKind::Latency {
-            latency: 1,
-            jitter: 0
-        }
+        crate::toxics::kind("latency")
+            .with("latency", 1)
+            .with("jitter", 0)
     );
     assert_eq!(
         attrs(r#"{"attributes":null}"#, "slow_close").unwrap(),
-        ToxicKind::SlowClose { delay: 0 }
+        crate::toxics::kind("slow_close").with("delay", 0)
     );
     assert_eq!(
         attrs(
@@ -443,18 +439,17 @@ fn toxic_create_attributes() {
             "latency"
         )
         .unwrap(),
-        ToxicKind::Latency {
-            latency: i64::MAX,
-            jitter: 0
-        }
+        crate::toxics::kind("latency")
+            .with("latency", i64::MAX)
+            .with("jitter", 0)
     );
     assert_eq!(
         attrs(r#"{"attributes":{"timeout":-1}}"#, "timeout").unwrap(),
-        ToxicKind::Timeout { timeout: -1 }
+        crate::toxics::kind("timeout").with("timeout", -1)
     );
     assert_eq!(
         attrs(r#"{"attributes":{"x":1}}"#, "noop").unwrap(),
-        ToxicKind::Noop
+        crate::toxics::kind("noop")
     );
 }
 
@@ -493,10 +488,9 @@ fn snapshot() -> ToxicSnapshot {
         stream: "downstream".into(),
         direction: Direction::Downstream,
         toxicity: 1.0,
-        kind: ToxicKind::Latency {
-            latency: 250,
-            jitter: 10,
-        },
+        kind: crate::toxics::kind("latency")
+            .with("latency", 250)
+            .with("jitter", 10),
     }
 }
 
@@ -515,10 +509,9 @@ fn toxic_update_merges_and_ignores_identity() {
         .unwrap();
     assert_eq!(
         t.kind,
-        ToxicKind::Latency {
-            latency: 250,
-            jitter: 5
-        }
+        crate::toxics::kind("latency")
+            .with("latency", 250)
+            .with("jitter", 5)
     );
     assert_eq!(
         (t.name.as_str(), t.stream.as_str(), t.toxicity),
@@ -528,10 +521,9 @@ fn toxic_update_merges_and_ignores_identity() {
     assert_eq!(t.toxicity, 0.5);
     assert_eq!(
         t.kind,
-        ToxicKind::Latency {
-            latency: 250,
-            jitter: 10
-        }
+        crate::toxics::kind("latency")
+            .with("latency", 250)
+            .with("jitter", 10)
     );
     assert_eq!(update("null").unwrap(), snapshot());
     assert_eq!(update("{}").unwrap(), snapshot());
@@ -625,7 +617,7 @@ fn proxy() -> ProxySnapshot {
                 stream: "UpStream".into(),
                 direction: Direction::Upstream,
                 toxicity: 0.3,
-                kind: ToxicKind::Bandwidth { rate: 100 },
+                kind: crate::toxics::kind("bandwidth").with("rate", 100),
             },
             snapshot(),
             ToxicSnapshot {
@@ -633,7 +625,7 @@ fn proxy() -> ProxySnapshot {
                 stream: "downstream".into(),
                 direction: Direction::Downstream,
                 toxicity: 1e-7,
-                kind: ToxicKind::Noop,
+                kind: crate::toxics::kind("noop"),
             },
         ],
     }
@@ -646,11 +638,10 @@ fn proxy_and_toxic_shapes() {
         r#"{"attributes":{"latency":250,"jitter":10},"name":"lat","type":"latency","stream":"downstream","toxicity":1}"#
     );
     let slicer = ToxicSnapshot {
-        kind: ToxicKind::Slicer {
-            average_size: 10,
-            size_variation: 5,
-            delay: 20000,
-        },
+        kind: crate::toxics::kind("slicer")
+            .with("average_size", 10)
+            .with("size_variation", 5)
+            .with("delay", 20000),
         ..snapshot()
     };
     assert!(toxic_json(&slicer)
@@ -751,14 +742,144 @@ fn decoders_never_panic() {
         let _ = decode_proxy(&input);
         let _ = decode_populate(&input);
         if let Ok(c) = decode_toxic_create(&input) {
-            for ty in crate::model::TOXIC_TYPES {
-                let mut kind = ToxicKind::default_for(ty).unwrap();
+            for ty in crate::toxics::type_names() {
+                let mut kind = crate::toxics::default_for(ty).unwrap();
                 let _ = c.decode_attributes(&mut kind);
             }
         }
         if let Ok(u) = decode_toxic_update(&input) {
             let mut t = snapshot();
             let _ = u.apply(&mut t);
+        }
+    }
+}
+
+/// A declaration with one attribute of every kind the framework types, the way upcoming
+/// toxics declare theirs: each attribute is one line.
+static TYPED: ToxicDef = ToxicDef::new("typed", "TypedToxic").attrs(&[
+    AttrDef::int("status")
+        .default(Lit::Int(503))
+        .between(100, 599),
+    AttrDef::float("loss_rate").between_f(0.0, 1.0),
+    AttrDef::one_of("mode", &["drop", "retransmit"]),
+    AttrDef::one_of("distribution", &["uniform", "normal"]).when_set(),
+    AttrDef::float("correlation").when_set(),
+    AttrDef::string("body"),
+    AttrDef::map("headers"),
+]);
+
+fn typed(body: &str) -> Result<ToxicKind, String> {
+    let c = create(body)?;
+    let mut kind = ToxicKind::new(&TYPED);
+    c.decode_attributes(&mut kind).map_err(|e| e.0)?;
+    Ok(kind)
+}
+
+fn typed_json(kind: ToxicKind) -> String {
+    toxic_json(&ToxicSnapshot {
+        name: "t".into(),
+        stream: "downstream".into(),
+        direction: Direction::Downstream,
+        toxicity: 1.0,
+        kind,
+    })
+}
+
+#[test]
+fn typed_attributes_defaults_and_when_set() {
+    let kind = typed("{}").unwrap();
+    assert_eq!(kind.validate(), Ok(()));
+    assert_eq!(
+        typed_json(kind),
+        r#"{"attributes":{"status":503,"loss_rate":0,"mode":"drop","body":"","headers":{}},"name":"t","type":"typed","stream":"downstream","toxicity":1}"#
+    );
+    let kind = typed(
+        r#"{"attributes":{"loss_rate":0.25,"Distribution":"normal","correlation":1e-7,
+            "body":"<b>","headers":{"X-B":"2","X-A":"1"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        typed_json(kind),
+        r#"{"attributes":{"status":503,"loss_rate":0.25,"mode":"drop","distribution":"normal","correlation":1e-7,"body":"\u003cb\u003e","headers":{"X-A":"1","X-B":"2"}},"name":"t","type":"typed","stream":"downstream","toxicity":1}"#
+    );
+    // Maps merge key by key; null keeps a value.
+    let kind = typed(
+        r#"{"attributes":{"headers":{"a":"1"},"status":null},"attributes":{"headers":{"b":"2"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(kind.int("status"), 503);
+    assert_eq!(
+        kind.get("headers"),
+        Some(&AttrValue::Map(
+            [("a".into(), "1".into()), ("b".into(), "2".into())].into()
+        ))
+    );
+}
+
+#[test]
+fn typed_attribute_errors_and_ranges() {
+    let e = |body: &str| typed(body).unwrap_err();
+    assert_eq!(
+        e(r#"{"attributes":{"loss_rate":"x"}}"#),
+        "json: cannot unmarshal string into Go struct field TypedToxic.attributes.loss_rate of type float64"
+    );
+    assert_eq!(
+        e(r#"{"attributes":{"loss_rate":1e999}}"#),
+        "json: cannot unmarshal number 1e999 into Go struct field TypedToxic.attributes.loss_rate of type float64"
+    );
+    assert_eq!(
+        e(r#"{"attributes":{"mode":1}}"#),
+        "json: cannot unmarshal number into Go struct field TypedToxic.attributes.mode of type string"
+    );
+    assert_eq!(
+        e(r#"{"attributes":{"headers":[]}}"#),
+        "json: cannot unmarshal array into Go struct field TypedToxic.attributes.headers of type map[string]string"
+    );
+    assert_eq!(
+        e(r#"{"attributes":{"headers":{"a":1}}}"#),
+        "json: cannot unmarshal number into Go struct field TypedToxic.attributes.headers of type string"
+    );
+    let v = |body: &str| typed(body).unwrap().validate();
+    assert_eq!(
+        v(r#"{"attributes":{"status":99}}"#),
+        Err("status must be between 100 and 599".into())
+    );
+    assert_eq!(
+        v(r#"{"attributes":{"loss_rate":1.5}}"#),
+        Err("loss_rate must be between 0 and 1".into())
+    );
+    assert_eq!(
+        v(r#"{"attributes":{"mode":"keep"}}"#),
+        Err("mode must be one of drop, retransmit".into())
+    );
+    assert_eq!(
+        v(r#"{"attributes":{"distribution":"pareto"}}"#),
+        Err("distribution must be one of uniform, normal".into())
+    );
+}
+
+#[test]
+fn set_checks_names_and_types() {
+    let mut kind = ToxicKind::new(&TYPED);
+    assert_eq!(kind.set("status", 200), Ok(()));
+    assert_eq!(kind.int("status"), 200);
+    assert!(kind.set("nope", 1).is_err());
+    assert!(kind.set("status", "x").is_err());
+    assert_eq!(kind.set("correlation", 0.5), Ok(()));
+    assert_eq!(kind.float("correlation"), 0.5);
+}
+
+#[test]
+fn every_catalog_type_has_help_and_distinct_names() {
+    let mut names: Vec<&str> = crate::toxics::type_names().collect();
+    assert_eq!(names.len(), 8);
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), 8);
+    for t in crate::toxics::CATALOG {
+        assert!(!t.def.summary.is_empty(), "{}", t.def.name);
+        for a in t.def.attrs {
+            assert!(!a.unit.is_empty() && !a.help.is_empty(), "{}", a.name);
         }
     }
 }

@@ -1,0 +1,62 @@
+//! Proxies and toxics as the API shows them and takes them: what the server's registry
+//! answers with, what the typed client decodes, and what `model::json` encodes.
+
+use crate::model::{Direction, ToxicKind};
+
+/// A proxy as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxySnapshot {
+    pub name: String,
+    /// The bound address once started (port 0 resolved), else the string given.
+    pub listen: String,
+    pub upstream: String,
+    pub enabled: bool,
+    /// Upstream toxics in chain order, then downstream toxics in chain order.
+    pub toxics: Vec<ToxicSnapshot>,
+}
+
+/// A toxic as the API shows it.
+///
+/// Fields beside `attributes` that are toxi's own (not Toxiproxy's) are `Option`s shown in
+/// JSON only when set: add the field here, one line in `model::json::write_toxic` (after
+/// `toxicity`) and one in `model::json::toxic_object`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToxicSnapshot {
+    pub name: String,
+    /// The stream exactly as the client sent it (`"UpStream"` stays `"UpStream"`).
+    pub stream: String,
+    pub direction: Direction,
+    pub toxicity: f32,
+    pub kind: ToxicKind,
+}
+
+/// A proxy to create (POST /proxies, /populate, -config).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProxyInput {
+    pub name: String,
+    pub listen: String,
+    pub upstream: String,
+    pub enabled: bool,
+}
+
+impl ProxyInput {
+    /// An enabled proxy.
+    pub fn new(
+        name: impl Into<String>,
+        listen: impl Into<String>,
+        upstream: impl Into<String>,
+    ) -> ProxyInput {
+        ProxyInput {
+            name: name.into(),
+            listen: listen.into(),
+            upstream: upstream.into(),
+            enabled: true,
+        }
+    }
+
+    /// Sets whether the proxy starts enabled (listening).
+    pub fn enabled(mut self, enabled: bool) -> ProxyInput {
+        self.enabled = enabled;
+        self
+    }
+}
