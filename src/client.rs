@@ -44,9 +44,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{header, Method, Request};
 use hyper_util::rt::TokioIo;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::net::TcpStream;
+
+use crate::model::json::{self, DecodeError};
+use crate::toxics;
 
 /// The API address used when none is configured.
 pub const DEFAULT_ENDPOINT: &str = "http://localhost:8474";
@@ -62,86 +65,15 @@ pub const TOKEN_ENV: &str = "TOXI_API_TOKEN";
 // Wire types
 // ---------------------------------------------------------------------------------------
 
-/// A proxy as the API returns it. Unknown keys (such as Toxiproxy's `"Logger":{}`) are
-/// ignored, and a `null` toxic list reads as empty.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Proxy {
-    #[serde(default)]
-    pub name: String,
-    /// The address the proxy listens on; the bound address once it has been started.
-    #[serde(default)]
-    pub listen: String,
-    /// The address the proxy forwards to, exactly as configured.
-    #[serde(default)]
-    pub upstream: String,
-    #[serde(default)]
-    pub enabled: bool,
-    /// Upstream toxics in chain order, then downstream toxics in chain order.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub toxics: Vec<Toxic>,
-}
-
-/// A toxic as the API returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Toxic {
-    #[serde(default)]
-    pub name: String,
-    /// The toxic type, e.g. `latency`.
-    #[serde(default)]
-    pub r#type: String,
-    /// `upstream` or `downstream`, in the case the creator sent it.
-    #[serde(default)]
-    pub stream: String,
-    /// The probability that the toxic applies to a connection (1 = always).
-    #[serde(default = "one")]
-    pub toxicity: f32,
-    /// Every attribute of the toxic's type, e.g. `{"latency":250,"jitter":0}`.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub attributes: Map<String, Value>,
-}
-
-fn one() -> f32 {
-    1.0
-}
-
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
 /// The body of `POST /proxies` and one entry of `POST /populate`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NewProxy {
-    pub name: String,
-    pub listen: String,
-    pub upstream: String,
-    pub enabled: bool,
-}
-
-impl NewProxy {
-    /// An enabled proxy.
-    pub fn new(
-        name: impl Into<String>,
-        listen: impl Into<String>,
-        upstream: impl Into<String>,
-    ) -> NewProxy {
-        NewProxy {
-            name: name.into(),
-            listen: listen.into(),
-            upstream: upstream.into(),
-            enabled: true,
-        }
-    }
-
-    /// Sets whether the proxy starts enabled (listening).
-    pub fn enabled(mut self, enabled: bool) -> NewProxy {
-        self.enabled = enabled;
-        self
-    }
-}
+pub use crate::model::ProxyInput as NewProxy;
+/// A proxy as the API returns it: the server's own type. Responses are decoded by
+/// [`model::json`](crate::model::json), the decoder the server uses for requests, so a
+/// malformed answer reads as Go's client would report it. Unknown keys (such as
+/// Toxiproxy's `"Logger":{}`) are ignored, and a `null` toxic list reads as empty.
+pub use crate::model::ProxySnapshot as Proxy;
+/// A toxic as the API returns it, with typed attributes of a type the catalog declares.
+pub use crate::model::ToxicSnapshot as Toxic;
 
 /// The body of `PATCH /proxies/{proxy}`: fields left `None` keep their current value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -232,12 +164,6 @@ impl ToxicUpdate {
         self.attributes.insert(key.into(), value.into());
         self
     }
-}
-
-#[derive(Deserialize)]
-struct PopulateResponse {
-    #[serde(default, deserialize_with = "null_as_default")]
-    proxies: Vec<Proxy>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -358,133 +284,26 @@ impl ClientError {
 /// that is not an object yields the decoder's own message instead (`EOF` for an empty body,
 /// `invalid character 'U' looking for beginning of value` for plain text, ...).
 fn error_from_body(http_status: u16, body: &[u8]) -> ClientError {
-    let unexpected = |detail: String| ClientError::UnexpectedBody {
+    match json::decode_api_error(body) {
+        Ok(Some(e)) => ClientError::Api {
+            http_status,
+            status: e.status,
+            message: e.message,
+        },
+        Ok(None) => unexpected_body(
+            http_status,
+            body,
+            format!("Unexpected response code {http_status}"),
+        ),
+        Err(e) => unexpected_body(http_status, body, e.0),
+    }
+}
+
+fn unexpected_body(http_status: u16, body: &[u8], detail: String) -> ClientError {
+    ClientError::UnexpectedBody {
         http_status,
         detail,
         body: String::from_utf8_lossy(body).into_owned(),
-    };
-    let value = match first_json_value(body) {
-        Ok(v) => v,
-        Err(detail) => return unexpected(detail),
-    };
-    const TARGET: &str = "Go value of type toxiproxy.ApiError";
-    let obj = match value {
-        Value::Object(obj) => obj,
-        // `null` decodes to "no error object" in Go; report the status instead.
-        Value::Null => {
-            return unexpected(format!("Unexpected response code {http_status}"));
-        }
-        other => {
-            return unexpected(format!(
-                "json: cannot unmarshal {} into {TARGET}",
-                json_kind(&other)
-            ))
-        }
-    };
-    let mut message = String::new();
-    let mut status = 0i64;
-    // Go matches keys case-insensitively and the last one wins.
-    for (key, value) in &obj {
-        if key.eq_ignore_ascii_case("error") {
-            match value {
-                Value::String(s) => message = s.clone(),
-                Value::Null => {}
-                other => {
-                    return unexpected(format!(
-                    "json: cannot unmarshal {} into Go struct field ApiError.error of type string",
-                    json_kind(other)
-                ))
-                }
-            }
-        } else if key.eq_ignore_ascii_case("status") {
-            match value {
-                Value::Number(n) => match n.as_i64() {
-                    Some(i) => status = i,
-                    None => {
-                        return unexpected(format!(
-                            "json: cannot unmarshal number {n} into Go struct field ApiError.status of type int"
-                        ))
-                    }
-                },
-                Value::Null => {}
-                other => {
-                    return unexpected(format!(
-                        "json: cannot unmarshal {} into Go struct field ApiError.status of type int",
-                        json_kind(other)
-                    ))
-                }
-            }
-        }
-    }
-    ClientError::Api {
-        http_status,
-        status,
-        message,
-    }
-}
-
-/// Reads the first JSON value of `body` as Go's `json.Decoder` would, with Go's messages
-/// for the common failures.
-fn first_json_value(body: &[u8]) -> Result<Value, String> {
-    let start = body
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
-    let Some(start) = start else {
-        return Err("EOF".to_string());
-    };
-    let first = body[start];
-    let starts_value =
-        matches!(first, b'{' | b'[' | b'"' | b'-' | b't' | b'f' | b'n') || first.is_ascii_digit();
-    if !starts_value {
-        return Err(format!(
-            "invalid character {} looking for beginning of value",
-            go_quote_char(first)
-        ));
-    }
-    let mut stream = serde_json::Deserializer::from_slice(&body[start..]).into_iter::<Value>();
-    match stream.next() {
-        Some(Ok(v)) => Ok(v),
-        Some(Err(e)) if e.is_eof() => Err("unexpected EOF".to_string()),
-        Some(Err(e)) => Err(go_style_serde_message(&e)),
-        None => Err("EOF".to_string()),
-    }
-}
-
-fn go_style_serde_message(e: &serde_json::Error) -> String {
-    // serde's messages end in " at line L column C"; Go's do not carry a position.
-    let text = e.to_string();
-    match text.rfind(" at line ") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-/// Go's `encoding/json` quoting of an unexpected byte: `'U'`, `'\n'`, `'\''`, `'"'`.
-fn go_quote_char(c: u8) -> String {
-    match c {
-        b'\'' => "'\\''".to_string(),
-        b'"' => "'\"'".to_string(),
-        b'\x07' => "'\\a'".to_string(),
-        b'\x08' => "'\\b'".to_string(),
-        b'\x0c' => "'\\f'".to_string(),
-        b'\n' => "'\\n'".to_string(),
-        b'\r' => "'\\r'".to_string(),
-        b'\t' => "'\\t'".to_string(),
-        b'\x0b' => "'\\v'".to_string(),
-        b'\\' => "'\\\\'".to_string(),
-        c if c < 0x20 || c == 0x7f => format!("'\\x{c:02x}'"),
-        c => format!("'{}'", char::from(c)),
     }
 }
 
@@ -566,18 +385,14 @@ impl Client {
     /// text answer of Toxiproxy 2.5 and older.
     pub async fn version(&self) -> Result<String, ClientError> {
         let (status, body) = self.call(Method::GET, "/version", None).await?;
-        #[derive(Deserialize)]
-        struct Version {
-            version: String,
-        }
-        match serde_json::from_slice::<Version>(&body) {
-            Ok(v) => Ok(v.version),
+        match json::decode_version(&body) {
+            Ok(v) => Ok(v),
             Err(e) => {
                 let text = String::from_utf8_lossy(&body).trim().to_string();
                 if !text.is_empty() && !text.starts_with('{') {
                     Ok(text)
                 } else {
-                    Err(decode_error(status, &e))
+                    Err(decode_error(status, e))
                 }
             }
         }
@@ -585,18 +400,25 @@ impl Client {
 
     /// `GET /proxies`: every proxy, keyed (and so sorted) by name.
     pub async fn proxies(&self) -> Result<BTreeMap<String, Proxy>, ClientError> {
-        self.get_json("/proxies").await
+        self.get("/proxies", json::decode_proxy_index).await
     }
 
     /// `POST /proxies`: creates a proxy and, if enabled, starts it. Returns the proxy as
     /// created, with its bound `listen` address.
     pub async fn create_proxy(&self, proxy: &NewProxy) -> Result<Proxy, ClientError> {
-        self.send_json(Method::POST, "/proxies", proxy).await
+        self.send(
+            Method::POST,
+            "/proxies",
+            to_json(proxy)?,
+            json::decode_proxy_response,
+        )
+        .await
     }
 
     /// `GET /proxies/{proxy}`.
     pub async fn proxy(&self, name: &str) -> Result<Proxy, ClientError> {
-        self.get_json(&proxy_path(name)).await
+        self.get(&proxy_path(name), json::decode_proxy_response)
+            .await
     }
 
     /// `PATCH /proxies/{proxy}`: changes listen, upstream or enabled.
@@ -605,15 +427,27 @@ impl Client {
         name: &str,
         update: &ProxyUpdate,
     ) -> Result<Proxy, ClientError> {
-        self.send_json(Method::PATCH, &proxy_path(name), update)
-            .await
+        let body = to_json(update)?;
+        self.send(
+            Method::PATCH,
+            &proxy_path(name),
+            body,
+            json::decode_proxy_response,
+        )
+        .await
     }
 
     /// `POST /proxies/{proxy.name}` with the whole object, as the Go client's `Proxy.Save`
     /// does for an existing proxy (`toxiproxy-cli toggle` uses it).
     pub async fn save_proxy(&self, proxy: &Proxy) -> Result<Proxy, ClientError> {
-        self.send_json(Method::POST, &proxy_path(&proxy.name), proxy)
-            .await
+        let body = json::proxy_json(proxy).into_bytes();
+        self.send(
+            Method::POST,
+            &proxy_path(&proxy.name),
+            body,
+            json::decode_proxy_response,
+        )
+        .await
     }
 
     /// `DELETE /proxies/{proxy}`: stops the proxy, closes its connections and removes it.
@@ -624,8 +458,14 @@ impl Client {
 
     /// `POST /populate`: creates or replaces the given proxies; returns them in order.
     pub async fn populate(&self, proxies: &[NewProxy]) -> Result<Vec<Proxy>, ClientError> {
-        let response: PopulateResponse = self.send_json(Method::POST, "/populate", proxies).await?;
-        Ok(response.proxies)
+        let body = to_json(proxies)?;
+        self.send(
+            Method::POST,
+            "/populate",
+            body,
+            json::decode_populate_response,
+        )
+        .await
     }
 
     /// `POST /reset`: re-enables every proxy and removes every toxic.
@@ -636,23 +476,29 @@ impl Client {
 
     /// `GET /proxies/{proxy}/toxics`: upstream toxics first, each in chain order.
     pub async fn toxics(&self, proxy: &str) -> Result<Vec<Toxic>, ClientError> {
-        self.get_json(&format!("{}/toxics", proxy_path(proxy)))
-            .await
+        self.get(
+            &format!("{}/toxics", proxy_path(proxy)),
+            json::decode_toxics_response,
+        )
+        .await
     }
 
     /// `POST /proxies/{proxy}/toxics`: adds a toxic to every current and future connection.
     pub async fn add_toxic(&self, proxy: &str, toxic: &NewToxic) -> Result<Toxic, ClientError> {
-        self.send_json(
+        let path = format!("{}/toxics", proxy_path(proxy));
+        self.send(
             Method::POST,
-            &format!("{}/toxics", proxy_path(proxy)),
-            toxic,
+            &path,
+            to_json(toxic)?,
+            json::decode_toxic_response,
         )
         .await
     }
 
     /// `GET /proxies/{proxy}/toxics/{toxic}`.
     pub async fn toxic(&self, proxy: &str, toxic: &str) -> Result<Toxic, ClientError> {
-        self.get_json(&toxic_path(proxy, toxic)).await
+        self.get(&toxic_path(proxy, toxic), json::decode_toxic_response)
+            .await
     }
 
     /// `PATCH /proxies/{proxy}/toxics/{toxic}`: merges attributes, optionally sets toxicity.
@@ -662,8 +508,14 @@ impl Client {
         toxic: &str,
         update: &ToxicUpdate,
     ) -> Result<Toxic, ClientError> {
-        self.send_json(Method::PATCH, &toxic_path(proxy, toxic), update)
-            .await
+        let body = to_json(update)?;
+        self.send(
+            Method::PATCH,
+            &toxic_path(proxy, toxic),
+            body,
+            json::decode_toxic_response,
+        )
+        .await
     }
 
     /// `DELETE /proxies/{proxy}/toxics/{toxic}`.
@@ -673,23 +525,22 @@ impl Client {
         Ok(())
     }
 
-    async fn get_json<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, ClientError> {
+    /// A GET whose 2xx body `decode` reads with the server's toxic catalog.
+    async fn get<T>(&self, path: &str, decode: Decoder<T>) -> Result<T, ClientError> {
         let (status, body) = self.call(Method::GET, path, None).await?;
-        serde_json::from_slice(&body).map_err(|e| decode_error(status, &e))
+        decode(&body, toxics::def).map_err(|e| decode_error(status, e))
     }
 
-    async fn send_json<B: Serialize + ?Sized, T: for<'de> Deserialize<'de>>(
+    /// A request with a JSON body whose 2xx answer `decode` reads.
+    async fn send<T>(
         &self,
         method: Method,
         path: &str,
-        body: &B,
+        body: Vec<u8>,
+        decode: Decoder<T>,
     ) -> Result<T, ClientError> {
-        let bytes = serde_json::to_vec(body).map_err(|e| ClientError::Decode {
-            http_status: 0,
-            detail: format!("json: {e}"),
-        })?;
-        let (status, body) = self.call(method, path, Some(bytes)).await?;
-        serde_json::from_slice(&body).map_err(|e| decode_error(status, &e))
+        let (status, answer) = self.call(method, path, Some(body)).await?;
+        decode(&answer, toxics::def).map_err(|e| decode_error(status, e))
     }
 
     /// Sends one request and returns the status and body of a 2xx answer.
@@ -789,16 +640,22 @@ impl Client {
     }
 }
 
-fn decode_error(http_status: u16, e: &serde_json::Error) -> ClientError {
-    let detail = if e.is_eof() {
-        "unexpected end of JSON input".to_string()
-    } else {
-        go_style_serde_message(e)
-    };
+/// A response decoder of `model::json`.
+type Decoder<T> = fn(&[u8], json::FindDef) -> Result<T, DecodeError>;
+
+fn decode_error(http_status: u16, e: DecodeError) -> ClientError {
     ClientError::Decode {
         http_status,
-        detail,
+        detail: e.0,
     }
+}
+
+/// A request body.
+fn to_json<B: Serialize + ?Sized>(body: &B) -> Result<Vec<u8>, ClientError> {
+    serde_json::to_vec(body).map_err(|e| ClientError::Decode {
+        http_status: 0,
+        detail: format!("json: {e}"),
+    })
 }
 
 /// Connects to the first resolved address that accepts, reporting failures as Go does
@@ -1158,17 +1015,38 @@ mod tests {
 
     #[test]
     fn decodes_proxies_with_logger_and_null_toxics() {
-        let p: Proxy = serde_json::from_str(
+        let proxy = |body: &str| json::decode_proxy_response(body.as_bytes(), toxics::def);
+        let p = proxy(
             r#"{"name":"a","listen":"127.0.0.1:1","upstream":"x:1","enabled":true,"Logger":{},"toxics":null}"#,
         )
         .unwrap();
         assert!(p.toxics.is_empty());
-        let p: Proxy = serde_json::from_str(
-            r#"{"name":"a","listen":"l","upstream":"u","enabled":false,"Logger":{},"toxics":[{"attributes":{"latency":250,"jitter":0},"name":"latency_upstream","type":"latency","stream":"upstream","toxicity":1}]}"#,
-        )
-        .unwrap();
-        assert_eq!(p.toxics[0].r#type, "latency");
-        assert_eq!(p.toxics[0].attributes["latency"], 250);
+        let body = r#"{"name":"a","listen":"l","upstream":"u","enabled":false,"Logger":{},"toxics":[{"attributes":{"latency":250,"jitter":0},"name":"latency_upstream","type":"latency","stream":"upstream","toxicity":1}]}"#;
+        let p = proxy(body).unwrap();
+        assert_eq!(p.toxics[0].kind.type_name(), "latency");
+        assert_eq!(p.toxics[0].kind.int("latency"), 250);
+        // What the server encodes, the client decodes back to the same value.
+        assert_eq!(json::proxy_json(&p), body);
+        // Errors read as Go's decoder reports them.
+        assert_eq!(
+            proxy(r#"{"name":1}"#).unwrap_err().0,
+            "json: cannot unmarshal number into Go struct field Proxy.name of type string"
+        );
+        assert_eq!(
+            proxy(r#"{"toxics":[{"type":"latency","attributes":{"latency":"x"}}]}"#)
+                .unwrap_err()
+                .0,
+            "json: cannot unmarshal string into Go struct field LatencyToxic.attributes.latency of type int64"
+        );
+        assert_eq!(
+            proxy(r#"{"toxics":[{"type":"nope"}]}"#).unwrap_err().0,
+            "unknown toxic type \"nope\""
+        );
+        assert_eq!(proxy("").unwrap_err().0, "EOF");
+        assert_eq!(proxy("{").unwrap_err().0, "unexpected EOF");
+        let index =
+            json::decode_proxy_index(format!(r#"{{"a":{body}}}"#).as_bytes(), toxics::def).unwrap();
+        assert_eq!(index["a"], p);
     }
 
     #[test]

@@ -313,7 +313,9 @@ async fn toxic_add(ctx: &Ctx<'_>) -> Outcome {
         }
         Ok(added) => Outcome::print(format!(
             "Added {} {} toxic '{}' on proxy '{proxy_name}'\n",
-            added.stream, added.r#type, added.name
+            added.stream,
+            added.kind.type_name(),
+            added.name
         )),
     }
 }

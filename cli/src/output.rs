@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 use toxi::client::{Proxy, Toxic};
+use toxi::model::AttrValue;
 
 pub const RED: &str = "\x1b[31m";
 pub const GREEN: &str = "\x1b[32m";
@@ -159,15 +160,21 @@ fn toxic_row(out: &mut String, toxic: &Toxic, style: Style) {
     }
     out.push_str(&format!(
         "type={}\tstream={}\ttoxicity={:.2}\tattributes=[",
-        toxic.r#type, toxic.stream, toxic.toxicity
+        toxic.kind.type_name(),
+        toxic.stream,
+        toxic.toxicity
     ));
-    let mut attributes: Vec<(&String, &Value)> = toxic.attributes.iter().collect();
+    let mut attributes: Vec<(&str, Value)> = toxic
+        .kind
+        .attributes()
+        .map(|(attr, value)| (attr.name, attr_value(value)))
+        .collect();
     attributes.sort_by(|a, b| a.0.cmp(b.0));
     for (key, value) in attributes {
         out.push('\t');
         out.push_str(key);
         out.push('=');
-        out.push_str(&go_value(value));
+        out.push_str(&go_value(&value));
     }
     out.push_str("\t]\n");
 }
@@ -255,9 +262,50 @@ pub fn go_float(f: f64) -> String {
     out
 }
 
+/// An attribute as the JSON value a Go client decodes it to.
+fn attr_value(value: &AttrValue) -> Value {
+    match value {
+        AttrValue::Int(n) => Value::from(*n),
+        AttrValue::Float(f) => Value::from(*f),
+        AttrValue::Str(s) => Value::from(s.as_str()),
+        AttrValue::Map(map) => map
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect(),
+    }
+}
+
+/// A toxic for `-o json`: `name`, `type`, `stream`, `toxicity`, `attributes`.
+fn toxic_value(toxic: &Toxic) -> Value {
+    let attributes: Map<String, Value> = toxic
+        .kind
+        .attributes()
+        .map(|(attr, value)| (attr.name.to_string(), attr_value(value)))
+        .collect();
+    json!({
+        "name": toxic.name,
+        "type": toxic.kind.type_name(),
+        "stream": toxic.stream,
+        // Through its shortest text, so 0.1 stays 0.1 rather than 0.10000000149011612.
+        "toxicity": toxic.toxicity.to_string().parse::<f64>().unwrap_or(1.0),
+        "attributes": attributes,
+    })
+}
+
+/// A proxy for `-o json`: `name`, `listen`, `upstream`, `enabled`, `toxics`.
+fn proxy_value(proxy: &Proxy) -> Value {
+    json!({
+        "name": proxy.name,
+        "listen": proxy.listen,
+        "upstream": proxy.upstream,
+        "enabled": proxy.enabled,
+        "toxics": proxy.toxics.iter().map(toxic_value).collect::<Vec<_>>(),
+    })
+}
+
 /// `-o json` of `list`: an array of proxies sorted by name.
 pub fn list_json(proxies: &BTreeMap<String, Proxy>) -> String {
-    let list: Vec<&Proxy> = proxies.values().collect();
+    let list: Vec<Value> = proxies.values().map(proxy_value).collect();
     let mut s = serde_json::to_string_pretty(&list).unwrap_or_else(|_| "[]".to_string());
     s.push('\n');
     s
@@ -265,7 +313,8 @@ pub fn list_json(proxies: &BTreeMap<String, Proxy>) -> String {
 
 /// `-o json` of `inspect`: the proxy object with its toxics.
 pub fn inspect_json(proxy: &Proxy) -> String {
-    let mut s = serde_json::to_string_pretty(proxy).unwrap_or_else(|_| "{}".to_string());
+    let mut s =
+        serde_json::to_string_pretty(&proxy_value(proxy)).unwrap_or_else(|_| "{}".to_string());
     s.push('\n');
     s
 }
@@ -275,7 +324,7 @@ mod tests {
     use super::*;
 
     fn proxy(json: &str) -> Proxy {
-        serde_json::from_str(json).unwrap()
+        toxi::model::json::decode_proxy_response(json.as_bytes(), toxi::toxics::def).unwrap()
     }
 
     const TTY: Style = Style { tty: true };
@@ -387,8 +436,9 @@ mod tests {
 
     #[test]
     fn toxicity_is_rounded_like_go() {
-        let t: Toxic = serde_json::from_str(
-            r#"{"name":"t","type":"noop","stream":"downstream","toxicity":0.125,"attributes":{}}"#,
+        let t = toxi::model::json::decode_toxic_response(
+            br#"{"name":"t","type":"noop","stream":"downstream","toxicity":0.125,"attributes":{}}"#,
+            toxi::toxics::def,
         )
         .unwrap();
         let mut out = String::new();

@@ -69,8 +69,8 @@ async fn every_route() {
         (toxic.name.as_str(), toxic.stream.as_str(), toxic.toxicity),
         ("latency_upstream", "upstream", 0.5)
     );
-    assert_eq!(toxic.attributes["latency"], 250);
-    assert_eq!(toxic.attributes["jitter"], 0);
+    assert_eq!(toxic.kind.int("latency"), 250);
+    assert_eq!(toxic.kind.int("jitter"), 0);
     client
         .add_toxic("web", &NewToxic::new("noop").name("n o"))
         .await
@@ -80,7 +80,10 @@ async fn every_route() {
         toxics.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
         ["latency_upstream", "n o"]
     );
-    assert_eq!(client.toxic("web", "n o").await.unwrap().r#type, "noop");
+    assert_eq!(
+        client.toxic("web", "n o").await.unwrap().kind.type_name(),
+        "noop"
+    );
 
     let toxic = client
         .update_toxic(
@@ -90,8 +93,8 @@ async fn every_route() {
         )
         .await
         .unwrap();
-    assert_eq!(toxic.attributes["latency"], 250);
-    assert_eq!(toxic.attributes["jitter"], 10);
+    assert_eq!(toxic.kind.int("latency"), 250);
+    assert_eq!(toxic.kind.int("jitter"), 10);
     assert_eq!(toxic.toxicity, 0.5, "toxicity kept when not sent");
     client.remove_toxic("web", "n o").await.unwrap();
 

@@ -30,10 +30,12 @@
 //! `toxicity`), with Go's string escaping (`<`, `>`, `&`, U+2028 and U+2029 as `\u003c`
 //! and so on) and Go's float32 formatting for `toxicity`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::model::{
-    AttrDef, AttrType, AttrValue, ProxyInput, ProxySnapshot, ToxicKind, ToxicSnapshot,
+    AttrDef, AttrType, AttrValue, Direction, ProxyInput, ProxySnapshot, ToxicDef, ToxicKind,
+    ToxicSnapshot,
 };
 
 /// Go's `maxNestingDepth` for the JSON scanner.
@@ -871,6 +873,219 @@ impl ToxicUpdate {
         }
         Ok(())
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// Responses (the typed client's side)
+
+/// Looks a toxic type's declaration up by its wire name (`toxics::def`: the catalog lives
+/// above `model`).
+pub type FindDef = fn(&str) -> Option<&'static ToxicDef>;
+
+/// An error body `{"error":"…","status":N}` (Go type `toxiproxy.ApiError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub message: String,
+    pub status: i64,
+}
+
+/// Decodes an error body as the Go client does; `null` gives `None`.
+pub fn decode_api_error(body: &[u8]) -> Result<Option<ApiError>, DecodeError> {
+    let doc = parse(body)?;
+    let members = match &doc {
+        Json::Null => return Ok(None),
+        Json::Object(members) => members,
+        other => return Err(value_error(other, "toxiproxy.ApiError")),
+    };
+    let (mut message, mut status) = (None, 0i64);
+    for (key, v) in members {
+        if key_is(key, "error") {
+            decode_string(v, &mut message, "ApiError", "error")?;
+        } else if key_is(key, "status") {
+            decode_int(v, &mut status, "ApiError", "status", "int")?;
+        }
+    }
+    Ok(Some(ApiError {
+        message: message.unwrap_or_default(),
+        status,
+    }))
+}
+
+/// A proxy object of a response (Go type `toxiproxy.Proxy`); `null` is an empty proxy.
+fn proxy_response(v: &Json, find: FindDef, ty: &str) -> Result<ProxySnapshot, DecodeError> {
+    let members = match v {
+        Json::Null => &[][..],
+        Json::Object(members) => members,
+        other => return Err(value_error(other, ty)),
+    };
+    let fields = proxy_object(members, "Proxy", false)?;
+    let mut toxics = Vec::new();
+    for (key, v) in members {
+        if key_is(key, "toxics") {
+            toxics = match v {
+                Json::Null => Vec::new(),
+                Json::Array(items) => items
+                    .iter()
+                    .map(|t| toxic_response(t, find, "Proxy.toxics.", "toxiproxy.Toxic"))
+                    .collect::<Result<_, _>>()?,
+                other => return Err(field_error(other, "Proxy", "toxics", "[]toxiproxy.Toxic")),
+            };
+        }
+    }
+    Ok(ProxySnapshot {
+        name: fields.name.unwrap_or_default(),
+        listen: fields.listen.unwrap_or_default(),
+        upstream: fields.upstream.unwrap_or_default(),
+        enabled: fields.enabled.unwrap_or(false),
+        toxics,
+    })
+}
+
+/// A toxic object of a response (Go type `toxiproxy.Toxic`). `path` prefixes field names
+/// in errors (`Proxy.toxics.`). The type must be one the catalog declares.
+fn toxic_response(
+    v: &Json,
+    find: FindDef,
+    path: &str,
+    ty: &str,
+) -> Result<ToxicSnapshot, DecodeError> {
+    let members = match v {
+        Json::Object(members) => members,
+        other => return Err(value_error(other, ty)),
+    };
+    let strukt = path.trim_end_matches('.');
+    let (strukt, prefix) = match strukt.split_once('.') {
+        Some((s, rest)) => (s, format!("{rest}.")),
+        None => (
+            if strukt.is_empty() { "Toxic" } else { strukt },
+            String::new(),
+        ),
+    };
+    let (mut name, mut type_name, mut stream, mut toxicity) = (None, None, None, None);
+    for (key, v) in members {
+        if key_is(key, "name") {
+            decode_string(v, &mut name, strukt, &format!("{prefix}name"))?;
+        } else if key_is(key, "type") {
+            decode_string(v, &mut type_name, strukt, &format!("{prefix}type"))?;
+        } else if key_is(key, "stream") {
+            decode_string(v, &mut stream, strukt, &format!("{prefix}stream"))?;
+        } else if key_is(key, "toxicity") {
+            decode_f32(v, &mut toxicity, strukt, &format!("{prefix}toxicity"))?;
+        }
+    }
+    let type_name = type_name.unwrap_or_default();
+    let def = find(&type_name)
+        .ok_or_else(|| DecodeError(format!("unknown toxic type {}", quote(&type_name))))?;
+    let mut kind = ToxicKind::new(def);
+    for (key, v) in members {
+        if key_is(key, "attributes") {
+            match v {
+                Json::Null => {}
+                Json::Object(attrs) => decode_attributes(attrs, &mut kind, def.go_struct)?,
+                other => {
+                    let field = format!("{prefix}attributes");
+                    return Err(field_error(other, strukt, &field, "toxiproxy.Attributes"));
+                }
+            }
+        }
+    }
+    let stream = stream.unwrap_or_default();
+    Ok(ToxicSnapshot {
+        name: name.unwrap_or_default(),
+        direction: Direction::parse(&stream).unwrap_or(Direction::Downstream),
+        stream,
+        toxicity: toxicity.unwrap_or(1.0),
+        kind,
+    })
+}
+
+/// GET /proxies/{proxy}, and the answers of create and update.
+pub fn decode_proxy_response(body: &[u8], find: FindDef) -> Result<ProxySnapshot, DecodeError> {
+    proxy_response(&parse(body)?, find, "toxiproxy.Proxy")
+}
+
+/// GET /proxies: proxies keyed by name.
+pub fn decode_proxy_index(
+    body: &[u8],
+    find: FindDef,
+) -> Result<BTreeMap<String, ProxySnapshot>, DecodeError> {
+    const TY: &str = "map[string]*toxiproxy.Proxy";
+    match &parse(body)? {
+        Json::Null => Ok(BTreeMap::new()),
+        Json::Object(members) => members
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), proxy_response(v, find, "toxiproxy.Proxy")?)))
+            .collect(),
+        other => Err(value_error(other, TY)),
+    }
+}
+
+/// One toxic (GET, and the answers of add and update).
+pub fn decode_toxic_response(body: &[u8], find: FindDef) -> Result<ToxicSnapshot, DecodeError> {
+    toxic_response(&parse(body)?, find, "", "toxiproxy.Toxic")
+}
+
+/// GET /proxies/{proxy}/toxics.
+pub fn decode_toxics_response(
+    body: &[u8],
+    find: FindDef,
+) -> Result<Vec<ToxicSnapshot>, DecodeError> {
+    match &parse(body)? {
+        Json::Null => Ok(Vec::new()),
+        Json::Array(items) => items
+            .iter()
+            .map(|t| toxic_response(t, find, "", "toxiproxy.Toxic"))
+            .collect(),
+        other => Err(value_error(other, "[]toxiproxy.Toxic")),
+    }
+}
+
+/// The /populate answer's `proxies` (`null` or missing gives none).
+pub fn decode_populate_response(
+    body: &[u8],
+    find: FindDef,
+) -> Result<Vec<ProxySnapshot>, DecodeError> {
+    let doc = parse(body)?;
+    let members = match &doc {
+        Json::Null => return Ok(Vec::new()),
+        Json::Object(members) => members,
+        other => {
+            return Err(value_error(
+                other,
+                "struct { Proxies []toxiproxy.Proxy \"json:\\\"proxies\\\"\" }",
+            ))
+        }
+    };
+    let mut out = Vec::new();
+    for (key, v) in members {
+        if key_is(key, "proxies") {
+            out = match v {
+                Json::Null => Vec::new(),
+                Json::Array(items) => items
+                    .iter()
+                    .map(|p| proxy_response(p, find, "toxiproxy.Proxy"))
+                    .collect::<Result<_, _>>()?,
+                other => return Err(field_error(other, "", "proxies", "[]toxiproxy.Proxy")),
+            };
+        }
+    }
+    Ok(out)
+}
+
+/// GET /version: the `version` string of `{"version":"…"}`.
+pub fn decode_version(body: &[u8]) -> Result<String, DecodeError> {
+    let doc = parse(body)?;
+    let members = match &doc {
+        Json::Object(members) => members,
+        other => return Err(value_error(other, "struct { Version string }")),
+    };
+    let mut version = None;
+    for (key, v) in members {
+        if key_is(key, "version") {
+            decode_string(v, &mut version, "", "version")?;
+        }
+    }
+    Ok(version.unwrap_or_default())
 }
 
 // ------------------------------------------------------------------------------------------

@@ -64,6 +64,11 @@ pub fn find(name: &str) -> Option<&'static ToxicType> {
     CATALOG.iter().find(|t| t.def.name == name)
 }
 
+/// The declaration of the type registered under `name` (a [`crate::model::json::FindDef`]).
+pub fn def(name: &str) -> Option<&'static ToxicDef> {
+    find(name).map(|t| t.def)
+}
+
 /// A toxic of type `name` with every attribute at its default.
 pub fn default_for(name: &str) -> Option<ToxicKind> {
     find(name).map(|t| ToxicKind::new(t.def))
