@@ -577,6 +577,30 @@ pub async fn memory(ctx: &Ctx) -> Res<Vec<Row>> {
     Ok(rows)
 }
 
+/// RSS with many streams into a 60 s latency toxic, bounded in time: the per-link byte
+/// budget keeps held data near `streams × budget` however long the senders push.
+pub async fn held(ctx: &Ctx) -> Res<Vec<Row>> {
+    let (n, secs) = if ctx.p.quick { (100, 1.0) } else { (1000, 3.0) };
+    let budget = crate::memory::HELD_BUDGET;
+    let r = crate::memory::rss_held_by_latency(ctx.up.echo_small, n, secs).await?;
+    let bound_kib = (n * budget / 1024) as u64 + 64 * 1024;
+    Ok(vec![Row::value(
+        &format!(
+            "RSS, {n} streams into 60 s latency for {secs} s (budget {} KiB)",
+            budget / 1024
+        ),
+        "-".into(),
+        format!("+{} MiB", r.growth_kib / 1024),
+        format!(
+            "(base {} MiB; clients wrote {} MiB)",
+            r.baseline_kib / 1024,
+            r.written >> 20
+        ),
+        r.growth_kib <= bound_kib,
+        &format!("≤ {} MiB", bound_kib / 1024),
+    )])
+}
+
 pub async fn allocs(ctx: &Ctx) -> Res<Vec<Row>> {
     let proxied = ctx.proxy("bench_alloc", ctx.up.sink).await?;
     let noop = ctx.proxy("bench_alloc_noop", ctx.up.sink).await?;

@@ -28,13 +28,14 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: alloc::Counting = alloc::Counting;
 
-const FIGURES: [&str; 11] = [
+const FIGURES: [&str; 12] = [
     "bulk",
     "bulk8",
     "rtt",
     "rr64k",
     "connrate",
     "memory",
+    "held",
     "alloc",
     "lat100",
     "latency",
@@ -332,6 +333,7 @@ fn main() {
                 "rr64k" => figures::rr64k(&ctx).await,
                 "connrate" => figures::connrate(&ctx).await,
                 "memory" => figures::memory(&ctx).await,
+                "held" => figures::held(&ctx).await,
                 "alloc" => figures::allocs(&ctx).await,
                 "lat100" => figures::lat100(&ctx).await,
                 "latency" => figures::latency(&ctx).await,

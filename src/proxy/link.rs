@@ -289,7 +289,7 @@ impl<'a> Link<'a> {
                 return None;
             }
             let can_read =
-                !src_eof && pipe.first_can_accept() && pipe.held_bytes() < self.held_limit;
+                !src_eof && pipe.first_can_accept() && pipe.held_bytes() < self.held_limit.max(1);
             let want_write = !pipe.out.is_empty();
             let sleep_at = clock.timer(deadline, now);
             let chain = &mut self.chain;
