@@ -30,6 +30,8 @@ struct Flags {
     version: Option<bool>,
     #[arg(long = "dial-timeout", value_parser = parse_go_duration)]
     dial_timeout: Option<Duration>,
+    #[arg(long = "dial-retry", value_parser = parse_go_duration)]
+    dial_retry: Option<Duration>,
     #[arg(long = "api-token")]
     api_token: Option<String>,
     /// Positional arguments are ignored, as in the reference.
@@ -81,6 +83,7 @@ fn parse_go_duration(s: &str) -> Result<Duration, String> {
 const USAGE_FLAGS: &[(&str, &str, &str)] = &[
     ("api-token", " string", "\tRequire 'Authorization: Bearer <token>' on every API route but /version (also TOXI_API_TOKEN)"),
     ("config", " string", "\tJSON file containing proxies to create on startup"),
+    ("dial-retry", " duration", "\tHow long a refused upstream dial is retried before the client is closed; 0 closes at once (default 100ms)"),
     ("dial-timeout", " duration", "\tHow long a connection waits for its upstream dial (default 10s)"),
     ("host", " string", "\tHost for toxiproxy's API to listen on (default \"localhost\")"),
     ("port", " string", "\tPort for toxiproxy's API to listen on (default \"8474\")"),
@@ -208,6 +211,7 @@ fn main() -> ExitCode {
         proxy_metrics: flags.proxy_metrics.unwrap_or(false),
         runtime_metrics: flags.runtime_metrics.unwrap_or(false),
         dial_timeout: flags.dial_timeout.unwrap_or(Duration::from_secs(10)),
+        dial_retry: flags.dial_retry.unwrap_or(toxi::proxy::DEFAULT_DIAL_RETRY),
         api_token: flags
             .api_token
             .or_else(|| std::env::var("TOXI_API_TOKEN").ok())

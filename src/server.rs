@@ -54,6 +54,9 @@ pub struct Config {
     pub runtime_metrics: bool,
     /// Upstream dial timeout per connection (`-dial-timeout`).
     pub dial_timeout: Duration,
+    /// How long a refused upstream dial is retried before the client is closed
+    /// (`-dial-retry`); zero closes at once, as the reference does.
+    pub dial_retry: Duration,
     /// When set, API routes other than `/version` need `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
     /// The runtime for the data path (listeners and connections); `None` means the
@@ -72,6 +75,7 @@ impl Default for Config {
             proxy_metrics: false,
             runtime_metrics: false,
             dial_timeout: Duration::from_secs(10),
+            dial_retry: crate::proxy::DEFAULT_DIAL_RETRY,
             api_token: None,
             proxy_runtime: None,
         }
@@ -123,6 +127,7 @@ impl Server {
         let registry = Arc::new(Registry::new(EngineConfig {
             seed,
             dial_timeout: config.dial_timeout,
+            dial_retry: config.dial_retry,
             runtime: config.proxy_runtime.clone(),
         }));
         tracing::info!(version = crate::VERSION, "Starting Toxiproxy");

@@ -33,6 +33,9 @@ mod splice;
 pub use chain::{Chain, ChainEntry};
 pub use link::DirectionCounters;
 
+/// The default `-dial-retry` window.
+pub const DEFAULT_DIAL_RETRY: Duration = Duration::from_millis(100);
+
 /// Settings shared by every proxy of a server.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -40,6 +43,9 @@ pub struct EngineConfig {
     pub seed: u64,
     /// How long a connection waits for its upstream dial.
     pub dial_timeout: Duration,
+    /// How long a refused upstream dial is retried (short backoff) before the client is
+    /// closed; zero closes at once, as the reference does.
+    pub dial_retry: Duration,
     /// The runtime that runs listeners and connections. `None` means the runtime of the
     /// caller. `toxi-server` keeps the data path on its own runtime so that busy
     /// connections can never delay the control API.
@@ -51,6 +57,7 @@ impl Default for EngineConfig {
         EngineConfig {
             seed: rand::random(),
             dial_timeout: Duration::from_secs(10),
+            dial_retry: DEFAULT_DIAL_RETRY,
             runtime: None,
         }
     }
@@ -74,6 +81,7 @@ pub(crate) struct Instance {
     pub upstream: String,
     pub seed: u64,
     pub dial_timeout: Duration,
+    pub dial_retry: Duration,
     /// The toxic chains, per direction (shared with the proxy, so edits reach connections).
     pub chains: Arc<[watch::Sender<Chain>; 2]>,
     pub stats: Arc<InstanceStats>,
@@ -116,6 +124,7 @@ impl Running {
             upstream: upstream.to_string(),
             seed: config.seed,
             dial_timeout: config.dial_timeout,
+            dial_retry: config.dial_retry,
             chains,
             stats: stats_for(&bound),
             next_seq: AtomicU64::new(0),
