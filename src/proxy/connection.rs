@@ -177,6 +177,7 @@ pub(crate) async fn serve(
         cancel: &cancel,
         seed: mix(seed, dir.index() as u64 + 1),
         counters: &inst.stats.directions[dir.index()],
+        carry: None,
     };
     let up = link(Direction::Upstream, &client, &upstream);
     let down = link(Direction::Downstream, &upstream, &client);
