@@ -29,11 +29,6 @@ use super::pipeline::Pipeline;
 use super::splice;
 use crate::toxics::{self, Chunk, CloseKind, Item};
 
-/// How early a long toxic wait may wake (tokio's timer resolution).
-const TIMER_SLACK: std::time::Duration = std::time::Duration::from_millis(1);
-/// Waits at least this long wake early by [`TIMER_SLACK`].
-const TIMER_EARLY_FROM: std::time::Duration = std::time::Duration::from_millis(5);
-
 /// The largest single read, as in the reference (each read becomes one chunk).
 pub(crate) const CHUNK_SIZE: usize = 32 * 1024;
 
@@ -343,13 +338,8 @@ impl<'a> Link<'a> {
         }
         let mut read_buf = BytesMut::new();
         let mut src_eof = false;
-        let mut woke_for: Option<Instant> = None;
         loop {
-            // After an early timer wake (see `sleep_at`), the deadline counts as reached.
-            let now = match woke_for.take() {
-                Some(d) => Instant::now().max(d),
-                None => Instant::now(),
-            };
+            let now = Instant::now();
             let deadline = match pipe.pump(now) {
                 Ok(d) => d,
                 Err(kind) => return Some(LinkEnd::Teardown(kind)),
@@ -387,15 +377,10 @@ impl<'a> Link<'a> {
             }
             let can_read = !src_eof && pipe.first_can_accept();
             let want_write = !pipe.out.is_empty();
-            // tokio's timer rounds a deadline up to the next millisecond, so a toxic's delay
-            // would come out 0-1 ms long. For waits of more than a few milliseconds, wake
-            // up to 1 ms early instead and treat the deadline as reached: the error is then
-            // centred on the target. Short waits (sub-millisecond slicer gaps) stay exact.
-            let (sleep_at, early) = match deadline {
-                Some(d) if d > now + TIMER_EARLY_FROM => (d - TIMER_SLACK, Some(d)),
-                Some(d) => (d, None),
-                None => (toxics::far_future(now), None),
-            };
+            // A toxic's wait never ends early (a 2000 ms latency is never 1999 ms, which
+            // tests of the form `elapsed >= latency` notice). tokio rounds a deadline up to
+            // its next millisecond tick, so waits come out 0-1 ms long, as Go's do.
+            let sleep_at = deadline.unwrap_or_else(|| toxics::far_future(now));
             let chain = &mut self.chain;
             tokio::select! {
                 biased;
@@ -435,7 +420,7 @@ impl<'a> Link<'a> {
                         Err(_) => return Some(LinkEnd::Teardown(CloseKind::Fin)),
                     }
                 }
-                _ = tokio::time::sleep_until(sleep_at), if deadline.is_some() => woke_for = early,
+                _ = tokio::time::sleep_until(sleep_at), if deadline.is_some() => {}
             }
         }
     }

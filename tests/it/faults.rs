@@ -320,3 +320,26 @@ async fn toxic_added_while_blocked_writing_takes_effect() {
     }
     assert_eq!(got, sent, "bytes held by the link passed a rate-0 toxic");
 }
+
+/// A latency toxic never delivers early: every reply of a 50 ms downstream latency takes
+/// at least 50 ms from the client's write (tests of the form `elapsed >= latency`, like
+/// the released Rust client's, rely on it).
+#[tokio::test]
+async fn latency_never_delivers_early() {
+    let server = server().await;
+    let api = server.api_addr();
+    let listen = create_proxy_http(api, "lat", echo_upstream().await).await;
+    let body = r#"{"name":"l","type":"latency","stream":"downstream","attributes":{"latency":50}}"#;
+    assert_eq!(timed(api, "POST", "/proxies/lat/toxics", body).await.0, 200);
+    let mut c = TcpStream::connect(listen.as_str()).await.unwrap();
+    for i in 0..20u8 {
+        let start = Instant::now();
+        c.write_all(&[i]).await.unwrap();
+        assert_eq!(read_n(&mut c, 1).await, [i]);
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(50),
+            "round trip {i} took {took:?}"
+        );
+    }
+}
