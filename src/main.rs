@@ -32,6 +32,8 @@ struct Flags {
     dial_timeout: Option<Duration>,
     #[arg(long = "dial-retry", value_parser = parse_go_duration)]
     dial_retry: Option<Duration>,
+    #[arg(long = "shutdown-grace", value_parser = parse_go_duration)]
+    shutdown_grace: Option<Duration>,
     #[arg(long = "api-token")]
     api_token: Option<String>,
     /// Positional arguments are ignored, as in the reference.
@@ -90,6 +92,7 @@ const USAGE_FLAGS: &[(&str, &str, &str)] = &[
     ("proxy-metrics", "", "\tenable toxiproxy-specific prometheus metrics (default \"false\")"),
     ("runtime-metrics", "", "\tenable runtime-related prometheus metrics (default \"false\")"),
     ("seed", " int", "\tSeed for randomizing toxics with (default random)"),
+    ("shutdown-grace", " duration", "\tOn SIGTERM or SIGINT, how long open connections may finish before they are closed; 0 closes at once (default 5s)"),
     ("version", "", "\tprint the version (default \"false\")"),
 ];
 
@@ -212,6 +215,9 @@ fn main() -> ExitCode {
         runtime_metrics: flags.runtime_metrics.unwrap_or(false),
         dial_timeout: flags.dial_timeout.unwrap_or(Duration::from_secs(10)),
         dial_retry: flags.dial_retry.unwrap_or(toxi::proxy::DEFAULT_DIAL_RETRY),
+        shutdown_grace: flags
+            .shutdown_grace
+            .unwrap_or(toxi::server::DEFAULT_SHUTDOWN_GRACE),
         api_token: flags
             .api_token
             .or_else(|| std::env::var("TOXI_API_TOKEN").ok())
@@ -251,7 +257,11 @@ fn main() -> ExitCode {
             }
         };
         wait_for_signal().await;
-        server.shutdown().await;
+        // A second signal cuts the drain short.
+        tokio::select! {
+            _ = server.shutdown() => {}
+            _ = wait_for_signal() => tracing::warn!("Second signal: closing connections now"),
+        }
         ExitCode::SUCCESS
     });
     proxy_runtime.shutdown_timeout(Duration::from_secs(2));

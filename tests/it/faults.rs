@@ -294,8 +294,10 @@ async fn toxic_added_while_blocked_writing_takes_effect() {
             .await
             .unwrap();
         let took = closed.saturating_duration_since(added);
+        // Typically a few milliseconds; the bound allows for a loaded machine (before the
+        // toxic could act only once the client read again: never, here).
         assert!(
-            took < Duration::from_millis(500),
+            took < Duration::from_secs(2),
             "{toxic}: took effect after {took:?}"
         );
     }

@@ -130,9 +130,13 @@ async fn config_file_populates_before_the_api_listens() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Connections that never end are cut when `-shutdown-grace` runs out, and the server
+/// exits 0.
 #[tokio::test]
 async fn sigterm_during_traffic_exits_promptly() {
-    let mut server = spawn(server_command());
+    let mut command = server_command();
+    command.arg("-shutdown-grace=300ms");
+    let mut server = spawn(command);
     let listen = create_proxy_http(server.api, "busy", echo_upstream().await).await;
     let mut streams = Vec::new();
     for _ in 0..8 {
@@ -173,6 +177,75 @@ async fn sigterm_during_traffic_exits_promptly() {
     for s in streams {
         within("streams end", s).await.unwrap();
     }
+}
+
+fn sigterm(server: &Proc) {
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// SIGTERM drains: the listener closes at once (new clients are refused), the 20 open
+/// streaming connections finish their work undisturbed, and the server exits 0 as soon
+/// as the last one ends, long before the grace runs out.
+#[tokio::test]
+async fn sigterm_lets_open_connections_finish() {
+    let mut command = server_command();
+    command.arg("-shutdown-grace=60s");
+    let mut server = spawn(command);
+    let listen = create_proxy_http(server.api, "drain", echo_upstream().await).await;
+    let mut conns = Vec::new();
+    for _ in 0..20 {
+        let mut c = TcpStream::connect(listen.as_str()).await.unwrap();
+        c.write_all(&[1u8; 4096]).await.unwrap();
+        assert_eq!(read_n(&mut c, 4096).await, [1u8; 4096]);
+        conns.push(c);
+    }
+    sigterm(&server);
+    within("the drain starts", async {
+        while !server
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("Draining connections"))
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        TcpStream::connect(listen.as_str()).await.is_err(),
+        "the listener closed at once"
+    );
+    let start = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for mut c in conns {
+        tasks.push(tokio::spawn(async move {
+            let block = pattern(256 * 1024, 5);
+            c.write_all(&block).await.unwrap();
+            c.shutdown().await.unwrap();
+            let (echoed, _) = read_to_end(&mut c).await;
+            assert!(echoed == block, "a draining connection lost bytes");
+        }));
+    }
+    for t in tasks {
+        within("every connection finishes", t).await.unwrap();
+    }
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "server did not exit once its connections ended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status:?}");
 }
 
 /// DECISIONS §2.4: with descriptors exhausted, accept backs off and recovers; the proxy

@@ -445,3 +445,40 @@ async fn refused_dial_retry_window_is_bounded() {
         );
     }
 }
+
+/// Racing a create and a populate on one name never leaves a listener the API cannot
+/// see: the instance that lost the race stops, and its port is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_create_and_populate_leaves_no_orphaned_listener() {
+    let server = server().await;
+    let up = echo_upstream().await;
+    for round in 0..10 {
+        let (a, b) = (dead_port().await, dead_port().await);
+        let name = format!("race{round}");
+        let input = |listen: std::net::SocketAddr| toxi::registry::ProxyInput {
+            name: name.clone(),
+            listen: listen.to_string(),
+            upstream: up.to_string(),
+            enabled: true,
+        };
+        let reg = server.registry().clone();
+        let (ia, ib) = (input(a), input(b));
+        let reg2 = reg.clone();
+        let create = tokio::spawn(async move { reg.create(ia).await });
+        let populate = tokio::spawn(async move { reg2.populate(vec![ib]).await });
+        let _ = create.await.unwrap();
+        let _ = populate.await.unwrap();
+        let shown = server.registry().get(&name).unwrap().listen;
+        for port in [a, b] {
+            if port.to_string() == shown {
+                continue;
+            }
+            within("the losing listener closes", async {
+                while TcpStream::connect(port).await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await;
+        }
+    }
+}
