@@ -170,9 +170,10 @@ fn parse(argv0: &str, args: &[String]) -> Result<Flags, ExitCode> {
     })
 }
 
-/// Sets up logging from `LOG_LEVEL` and `LOG_FORMAT` (see `toxi::logging`).
-fn init_logging() {
-    toxi::logging::init();
+/// Sets up logging from `LOG_LEVEL` and `LOG_FORMAT` (see `toxi::logging`). The guard
+/// flushes queued lines when `main` returns.
+fn init_logging() -> toxi::logging::LogGuard {
+    toxi::logging::init()
 }
 
 async fn wait_for_signal() {
@@ -205,7 +206,7 @@ fn main() -> ExitCode {
         println!("toxiproxy-server version {}", toxi::VERSION);
         return ExitCode::SUCCESS;
     }
-    init_logging();
+    let _log = init_logging();
     let config = Config {
         host: flags.host,
         port: flags.port,

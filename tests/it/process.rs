@@ -338,3 +338,44 @@ async fn api_token_from_flag_or_environment() {
         assert_eq!(status, 200);
     }
 }
+
+/// A stalled stdout (a pipe nobody reads) never blocks the data path: log lines go
+/// through a non-blocking writer and are dropped while it is full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_stdout_does_not_block_connections() {
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = server_command()
+        .env("LOG_LEVEL", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let _child = KillOnDrop(child);
+    let api: SocketAddr = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "server exited");
+        if line.contains("Starting Toxiproxy HTTP server") {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            break v["address"].as_str().unwrap().parse().unwrap();
+        }
+    };
+    // From here on nobody reads stdout: the pipe (64 KiB) fills after a few hundred lines.
+    let listen = create_proxy_http(api, "quiet", echo_upstream().await).await;
+    within("1,000 connections with stdout stalled", async {
+        for i in 0..1000u32 {
+            let mut c = TcpStream::connect(listen.as_str()).await.unwrap();
+            c.write_all(&i.to_be_bytes()).await.unwrap();
+            assert_eq!(read_n(&mut c, 4).await, i.to_be_bytes());
+        }
+    })
+    .await;
+    drop(_child);
+    drop(stdout);
+}
