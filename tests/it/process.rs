@@ -156,26 +156,23 @@ async fn sigterm_during_traffic_exits_promptly() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "server did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    sigterm(&server);
+    let status = wait_exit(&mut server, Duration::from_secs(10)).await;
     assert!(status.success(), "{status:?}");
     for s in streams {
         within("streams end", s).await.unwrap();
+    }
+}
+
+/// Waits for the server process to exit, for at most `limit`.
+async fn wait_exit(server: &mut Proc, limit: Duration) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < limit, "server did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -235,16 +232,11 @@ async fn sigterm_lets_open_connections_finish() {
     for t in tasks {
         within("every connection finishes", t).await.unwrap();
     }
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "server did not exit once its connections ended"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = wait_exit(
+        &mut server,
+        Duration::from_secs(30).saturating_sub(start.elapsed()),
+    )
+    .await;
     assert!(status.success(), "{status:?}");
 }
 
