@@ -89,27 +89,38 @@ pub fn filter(level: LevelFilter) -> Targets {
         .with_target("toxi_server", level)
 }
 
+/// Keeps the log writer thread alive; dropping it flushes the lines still queued.
+#[must_use = "logs written after the guard is dropped may be lost"]
+pub struct LogGuard {
+    _worker: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
+
 /// Installs the global subscriber from `LOG_LEVEL` and `LOG_FORMAT`, writing to stdout.
 /// Does nothing if a subscriber is already installed. Invalid values are logged once the
 /// logger is up.
-pub fn init() {
+///
+/// Lines go to stdout through a writer thread and a bounded queue, so a stalled stdout
+/// (a full pipe nobody reads) never blocks a proxy or the API: while the queue is full,
+/// new lines are dropped. Keep the returned guard until exit; dropping it flushes.
+pub fn init() -> LogGuard {
     let env = |name| std::env::var(name).ok();
     let level = parse_level(env("LOG_LEVEL").as_deref());
     let format = parse_format(env("LOG_FORMAT").as_deref());
     let max = level.as_ref().copied().unwrap_or(LevelFilter::TRACE);
     let registry = tracing_subscriber::registry().with(filter(max));
+    let (stdout, guard) = tracing_appender::non_blocking(std::io::stdout());
     let installed = match format.clone().unwrap_or(Format::Json) {
-        Format::Json => registry.with(json_layer(std::io::stdout)).try_init(),
+        Format::Json => registry.with(json_layer(stdout)).try_init(),
         Format::Text => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(std::io::stdout().is_terminal())
-                    .with_writer(std::io::stdout),
+                    .with_writer(stdout),
             )
             .try_init(),
     };
     if installed.is_err() {
-        return;
+        return LogGuard { _worker: None };
     }
     if let Err(raw) = level {
         tracing::error!(
@@ -119,6 +130,9 @@ pub fn init() {
     }
     if let Err(raw) = format {
         tracing::warn!("unknown LOG_FORMAT value: {raw:?} (expected \"json\" or \"text\")");
+    }
+    LogGuard {
+        _worker: Some(guard),
     }
 }
 

@@ -30,6 +30,10 @@ struct Flags {
     version: Option<bool>,
     #[arg(long = "dial-timeout", value_parser = parse_go_duration)]
     dial_timeout: Option<Duration>,
+    #[arg(long = "dial-retry", value_parser = parse_go_duration)]
+    dial_retry: Option<Duration>,
+    #[arg(long = "shutdown-grace", value_parser = parse_go_duration)]
+    shutdown_grace: Option<Duration>,
     #[arg(long = "api-token")]
     api_token: Option<String>,
     #[arg(long = "toxic-buffer-bytes")]
@@ -83,6 +87,7 @@ fn parse_go_duration(s: &str) -> Result<Duration, String> {
 const USAGE_FLAGS: &[(&str, &str, &str)] = &[
     ("api-token", " string", "\tRequire 'Authorization: Bearer <token>' on every API route but /version (also TOXI_API_TOKEN)"),
     ("config", " string", "\tJSON file containing proxies to create on startup"),
+    ("dial-retry", " duration", "\tHow long a refused upstream dial is retried before the client is closed; 0 closes at once (default 100ms)"),
     ("dial-timeout", " duration", "\tHow long a connection waits for its upstream dial (default 10s)"),
     ("host", " string", "\tHost for toxiproxy's API to listen on (default \"localhost\")"),
     ("port", " string", "\tPort for toxiproxy's API to listen on (default \"8474\")"),
@@ -90,6 +95,7 @@ const USAGE_FLAGS: &[(&str, &str, &str)] = &[
     ("runtime-metrics", "", "\tenable runtime-related prometheus metrics (default \"false\")"),
     ("seed", " int", "\tSeed for randomizing toxics with (default random)"),
     ("toxic-buffer-bytes", " int", "\tMost data bytes the toxics of one connection direction hold before reading pauses (default 4194304)"),
+    ("shutdown-grace", " duration", "\tOn SIGTERM or SIGINT, how long open connections may finish before they are closed; 0 closes at once (default 5s)"),
     ("version", "", "\tprint the version (default \"false\")"),
 ];
 
@@ -167,9 +173,10 @@ fn parse(argv0: &str, args: &[String]) -> Result<Flags, ExitCode> {
     })
 }
 
-/// Sets up logging from `LOG_LEVEL` and `LOG_FORMAT` (see `toxi::logging`).
-fn init_logging() {
-    toxi::logging::init();
+/// Sets up logging from `LOG_LEVEL` and `LOG_FORMAT` (see `toxi::logging`). The guard
+/// flushes queued lines when `main` returns.
+fn init_logging() -> toxi::logging::LogGuard {
+    toxi::logging::init()
 }
 
 async fn wait_for_signal() {
@@ -202,7 +209,7 @@ fn main() -> ExitCode {
         println!("toxiproxy-server version {}", toxi::VERSION);
         return ExitCode::SUCCESS;
     }
-    init_logging();
+    let _log = init_logging();
     let config = Config {
         host: flags.host,
         port: flags.port,
@@ -214,6 +221,10 @@ fn main() -> ExitCode {
         toxic_buffer_bytes: flags
             .toxic_buffer_bytes
             .unwrap_or(toxi::proxy::TOXIC_BUFFER_BYTES),
+        dial_retry: flags.dial_retry.unwrap_or(toxi::proxy::DEFAULT_DIAL_RETRY),
+        shutdown_grace: flags
+            .shutdown_grace
+            .unwrap_or(toxi::server::DEFAULT_SHUTDOWN_GRACE),
         api_token: flags
             .api_token
             .or_else(|| std::env::var("TOXI_API_TOKEN").ok())
@@ -253,7 +264,11 @@ fn main() -> ExitCode {
             }
         };
         wait_for_signal().await;
-        server.shutdown().await;
+        // A second signal cuts the drain short.
+        tokio::select! {
+            _ = server.shutdown() => {}
+            _ = wait_for_signal() => tracing::warn!("Second signal: closing connections now"),
+        }
         ExitCode::SUCCESS
     });
     proxy_runtime.shutdown_timeout(Duration::from_secs(2));

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -145,17 +146,24 @@ impl Proxy {
         }
     }
 
-    /// Starts the proxy if it is stopped. Call with the lifecycle lock held.
-    fn start(&self, config: &EngineConfig) -> Result<(), Error> {
-        let mut st = lock(&self.state);
-        if st.running.is_some() {
-            return Ok(());
-        }
-        let upstream = st.upstream.clone();
+    /// Starts the proxy if it is stopped. Call with the lifecycle lock held. The listen
+    /// address is resolved without blocking and without holding the state lock.
+    async fn start(&self, config: &EngineConfig) -> Result<(), Error> {
+        let (listen, upstream) = {
+            let st = lock(&self.state);
+            if st.running.is_some() {
+                return Ok(());
+            }
+            (st.listen.clone(), st.upstream.clone())
+        };
+        let resolved = addr::resolve_async(&listen)
+            .await
+            .map_err(|e| Error::Listen(format!("listen tcp: {e}")))?;
         let mut stats = None;
         let (bound, running) = Running::start(
             &self.name,
-            &st.listen,
+            &listen,
+            &resolved,
             &upstream,
             self.chains.clone(),
             |bound| {
@@ -166,6 +174,7 @@ impl Proxy {
             config,
         )
         .map_err(Error::Listen)?;
+        let mut st = lock(&self.state);
         st.listen = bound;
         st.running = Some(running);
         if let Some(stats) = stats {
@@ -275,7 +284,7 @@ impl Registry {
         }
         let proxy = Proxy::new(&input, &self.metrics);
         if input.enabled {
-            proxy.start(&self.config)?;
+            proxy.start(&self.config).await?;
         }
         let raced = {
             let mut map = lock(&self.proxies);
@@ -304,7 +313,7 @@ impl Registry {
         let listen = patch.listen.unwrap_or_else(|| cur_listen.clone());
         let upstream = patch.upstream.unwrap_or_else(|| cur_upstream.clone());
         let enabled = patch.enabled.unwrap_or(cur_enabled);
-        let resolved = addr::resolve(&listen).map_err(Error::Listen)?;
+        let resolved = addr::resolve_async(&listen).await.map_err(Error::Listen)?;
         if resolved.display != cur_listen || upstream != cur_upstream {
             proxy.stop().await;
             let mut st = lock(&proxy.state);
@@ -313,7 +322,7 @@ impl Registry {
         }
         let running = lock(&proxy.state).running.is_some();
         if enabled && !running {
-            proxy.start(&self.config)?;
+            proxy.start(&self.config).await?;
         } else if !enabled && running {
             proxy.stop().await;
         }
@@ -367,13 +376,15 @@ impl Registry {
         let Some(old) = existing else {
             let proxy = Proxy::new(&input, &self.metrics);
             if input.enabled {
-                proxy.start(&self.config)?;
+                proxy.start(&self.config).await?;
             }
             lock(&self.proxies).insert(input.name.clone(), proxy.clone());
             return Ok(proxy);
         };
         let _guard = old.lifecycle.lock().await;
-        let resolved = addr::resolve(&input.listen).map_err(Error::Listen)?;
+        let resolved = addr::resolve_async(&input.listen)
+            .await
+            .map_err(Error::Listen)?;
         {
             let st = lock(&old.state);
             if resolved.display == st.listen && input.upstream == st.upstream {
@@ -385,7 +396,7 @@ impl Registry {
         old.stop().await;
         let proxy = Proxy::new(&input, &self.metrics);
         if input.enabled {
-            proxy.start(&self.config)?;
+            proxy.start(&self.config).await?;
         }
         let mut map = lock(&self.proxies);
         if map.get(&input.name).is_some_and(|p| Arc::ptr_eq(p, &old)) {
@@ -405,7 +416,7 @@ impl Registry {
         let mut first_error = None;
         for proxy in proxies {
             let _guard = proxy.lifecycle.lock().await;
-            if let Err(e) = proxy.start(&self.config) {
+            if let Err(e) = proxy.start(&self.config).await {
                 first_error.get_or_insert(e);
             }
             proxy.remove_all_toxics();
@@ -504,9 +515,42 @@ impl Registry {
 
     /// Stops every proxy (server shutdown). Connections close at once.
     pub async fn stop_all(&self) {
+        self.drain_all(Duration::ZERO).await;
+    }
+
+    /// Server shutdown with a grace period: every listener closes first (new clients are
+    /// refused), open connections may finish by themselves for up to `grace`, then the
+    /// rest are closed. Returns when every connection has ended.
+    pub async fn drain_all(&self, grace: Duration) {
         let proxies: Vec<Arc<Proxy>> = lock(&self.proxies).values().cloned().collect();
+        let mut draining = Vec::new();
         for proxy in proxies {
-            proxy.stop().await;
+            let _guard = proxy.lifecycle.lock().await;
+            let (running, listen, upstream) = {
+                let mut st = lock(&proxy.state);
+                (st.running.take(), st.listen.clone(), st.upstream.clone())
+            };
+            if let Some(mut running) = running {
+                running.stop_accepting().await;
+                draining.push((proxy.clone(), running, listen, upstream));
+            }
+        }
+        let open: i64 = draining
+            .iter()
+            .map(|(p, ..)| lock(&p.state).stats.active.load(Ordering::Relaxed))
+            .sum();
+        if open > 0 && !grace.is_zero() {
+            tracing::info!(connections = open, grace = ?grace, "Draining connections");
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        for (proxy, running, listen, upstream) in draining {
+            let cut = running.drain(deadline).await;
+            if cut > 0 && !grace.is_zero() {
+                tracing::warn!(name = %proxy.name, connections = cut,
+                    "Closed connections still open after the shutdown grace");
+            }
+            tracing::info!(name = %proxy.name, listen = %listen, upstream = %upstream,
+                "Terminated proxy");
         }
     }
 

@@ -37,6 +37,9 @@ use tokio_util::sync::CancellationToken;
 use crate::proxy::EngineConfig;
 use crate::registry::Registry;
 
+/// The default `-shutdown-grace`.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Server settings (the command-line flags).
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -57,6 +60,12 @@ pub struct Config {
     /// The most data bytes the toxics of one link hold before it stops reading
     /// (`-toxic-buffer-bytes`).
     pub toxic_buffer_bytes: usize,
+    /// How long a refused upstream dial is retried before the client is closed
+    /// (`-dial-retry`); zero closes at once, as the reference does.
+    pub dial_retry: Duration,
+    /// On shutdown, how long open connections may go on after the listeners closed
+    /// (`-shutdown-grace`); zero closes them at once.
+    pub shutdown_grace: Duration,
     /// When set, API routes other than `/version` need `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
     /// The runtime for the data path (listeners and connections); `None` means the
@@ -76,6 +85,8 @@ impl Default for Config {
             runtime_metrics: false,
             dial_timeout: Duration::from_secs(10),
             toxic_buffer_bytes: crate::proxy::TOXIC_BUFFER_BYTES,
+            dial_retry: crate::proxy::DEFAULT_DIAL_RETRY,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             api_token: None,
             proxy_runtime: None,
         }
@@ -88,6 +99,7 @@ impl Config {
         Config {
             host: "127.0.0.1".into(),
             port: "0".into(),
+            shutdown_grace: Duration::ZERO,
             ..Config::default()
         }
     }
@@ -107,6 +119,7 @@ pub struct Server {
     registry: Arc<Registry>,
     /// Cancelled to stop the API.
     shutdown: CancellationToken,
+    shutdown_grace: Duration,
     api_task: JoinHandle<()>,
 }
 
@@ -128,6 +141,7 @@ impl Server {
             seed,
             dial_timeout: config.dial_timeout,
             held_limit: config.toxic_buffer_bytes,
+            dial_retry: config.dial_retry,
             runtime: config.proxy_runtime.clone(),
         }));
         tracing::info!(version = crate::VERSION, "Starting Toxiproxy");
@@ -155,6 +169,7 @@ impl Server {
             api_addr,
             registry,
             shutdown,
+            shutdown_grace: config.shutdown_grace,
             api_task,
         })
     }
@@ -179,12 +194,13 @@ impl Server {
         &self.registry
     }
 
-    /// Stops the API and every proxy; live connections close at once. Returns within the
-    /// grace period even if an API client hangs.
+    /// Stops the API and every listener, lets open connections finish for up to the
+    /// configured `shutdown_grace`, then closes the rest. Returns soon after even if an
+    /// API client hangs.
     pub async fn shutdown(self) {
         tracing::info!("Shutdown started");
         self.shutdown.cancel();
-        self.registry.stop_all().await;
+        self.registry.drain_all(self.shutdown_grace).await;
         let mut task = self.api_task;
         if tokio::time::timeout(Duration::from_secs(5), &mut task)
             .await

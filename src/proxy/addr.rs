@@ -90,6 +90,21 @@ pub(crate) fn resolve(listen: &str) -> Result<Resolved, String> {
     })
 }
 
+/// [`resolve`] without blocking the caller's runtime: a hostname is looked up on tokio's
+/// blocking pool (the API thread keeps answering while a slow resolver thinks); address
+/// literals and malformed strings are handled inline.
+pub(crate) async fn resolve_async(listen: &str) -> Result<Resolved, String> {
+    let needs_lookup = split_host_port(listen)
+        .is_ok_and(|(host, _)| !host.is_empty() && host.parse::<IpAddr>().is_err());
+    if !needs_lookup {
+        return resolve(listen);
+    }
+    let owned = listen.to_string();
+    tokio::task::spawn_blocking(move || resolve(&owned))
+        .await
+        .unwrap_or_else(|e| Err(format!("lookup {listen}: {e}")))
+}
+
 /// Go's text for an OS error: the strerror text with a lower-case first letter.
 pub(crate) fn os_error_text(e: &std::io::Error) -> String {
     let s = e.to_string();
@@ -108,6 +123,11 @@ pub(crate) fn os_error_text(e: &std::io::Error) -> String {
 /// create/start path.
 pub(crate) fn bind(listen: &str) -> Result<std::net::TcpListener, String> {
     let resolved = resolve(listen).map_err(|e| format!("listen tcp: {e}"))?;
+    bind_resolved(&resolved)
+}
+
+/// Binds a listener for an already resolved listen address (never blocks on DNS).
+pub(crate) fn bind_resolved(resolved: &Resolved) -> Result<std::net::TcpListener, String> {
     let attempt = |addr: SocketAddr, dual: bool| -> std::io::Result<std::net::TcpListener> {
         let domain = socket2::Domain::for_address(addr);
         let sock =

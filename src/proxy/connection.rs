@@ -20,9 +20,37 @@ use crate::toxics::CloseKind;
 /// lookup per connection without noticeably delaying a DNS change.
 const RESOLVE_TTL: Duration = Duration::from_secs(1);
 
-/// Dials the upstream: an address literal directly, a hostname through a short-lived
-/// cache of its addresses, trying each address in turn as Go's dialer does.
+/// How long the next address of a hostname upstream waits for the one before it, as Go's
+/// dialer waits before its fallback (Happy Eyeballs, RFC 8305): a black-holed `::1`
+/// delays an IPv4 upstream by this much, not by the whole dial timeout.
+const ATTEMPT_DELAY: Duration = Duration::from_millis(300);
+
+/// First and longest pause between dials of a refused upstream (see `dial_retry`).
+const RETRY_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_millis(25));
+
+/// Dials the upstream. A refused dial is tried again with a short backoff while the
+/// instance's `dial_retry` window lasts (an upstream that is just starting up), then
+/// fails as the reference's does. The caller bounds the whole with the dial timeout.
 async fn dial(inst: &Instance) -> io::Result<TcpStream> {
+    let start = tokio::time::Instant::now();
+    let mut backoff = RETRY_BACKOFF.0;
+    loop {
+        match dial_once(inst).await {
+            Err(e)
+                if e.kind() == io::ErrorKind::ConnectionRefused
+                    && start.elapsed() + backoff <= inst.dial_retry =>
+            {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RETRY_BACKOFF.1);
+            }
+            r => return r,
+        }
+    }
+}
+
+/// One dial: an address literal directly, a hostname through a short-lived cache of its
+/// addresses, raced in Happy Eyeballs order ([`connect_any`]).
+async fn dial_once(inst: &Instance) -> io::Result<TcpStream> {
     if let Ok(addr) = inst.upstream.parse::<SocketAddr>() {
         return TcpStream::connect(addr).await;
     }
@@ -44,17 +72,66 @@ async fn dial(inst: &Instance) -> io::Result<TcpStream> {
             addrs
         }
     };
-    let mut last = io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("lookup {}: no such host", inst.upstream),
-    );
-    for addr in addrs.iter() {
-        match TcpStream::connect(addr).await {
-            Ok(s) => return Ok(s),
-            Err(e) => last = e,
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("lookup {}: no such host", inst.upstream),
+        ));
+    }
+    connect_any(&addrs, ATTEMPT_DELAY).await
+}
+
+/// Connects to the first of `addrs` that answers. Addresses are tried in Happy Eyeballs
+/// order (families alternate, starting with the resolver's first choice); each attempt
+/// starts when the one before it failed or after `delay`, and the first to connect wins.
+/// If all fail, the error is the first address's.
+async fn connect_any(addrs: &[SocketAddr], delay: Duration) -> io::Result<TcpStream> {
+    if let [addr] = addrs {
+        return TcpStream::connect(addr).await;
+    }
+    let first_v6 = addrs.first().is_some_and(|a| a.is_ipv6());
+    let (mut primary, mut fallback): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        addrs.iter().partition(|a| a.is_ipv6() == first_v6);
+    let mut order = Vec::with_capacity(addrs.len());
+    primary.reverse();
+    fallback.reverse();
+    while !primary.is_empty() || !fallback.is_empty() {
+        order.extend(primary.pop());
+        order.extend(fallback.pop());
+    }
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut next = order.into_iter().enumerate();
+    let mut errors: Vec<(usize, io::Error)> = Vec::new();
+    loop {
+        let may_start = attempts.is_empty();
+        if may_start {
+            match next.next() {
+                Some((i, addr)) => {
+                    attempts.spawn(async move { (i, TcpStream::connect(addr).await) });
+                }
+                None => break,
+            }
+        }
+        tokio::select! {
+            done = attempts.join_next() => match done {
+                Some(Ok((_, Ok(stream)))) => return Ok(stream),
+                Some(Ok((i, Err(e)))) => errors.push((i, e)),
+                Some(Err(e)) => errors.push((usize::MAX, io::Error::other(e))),
+                None => {}
+            },
+            _ = tokio::time::sleep(delay) => {
+                if let Some((i, addr)) = next.next() {
+                    attempts.spawn(async move { (i, TcpStream::connect(addr).await) });
+                }
+            }
         }
     }
-    Err(last)
+    errors.sort_by_key(|(i, _)| *i);
+    Err(errors
+        .into_iter()
+        .next()
+        .map(|(_, e)| e)
+        .unwrap_or_else(|| io::Error::other("no address to dial")))
 }
 
 pub(crate) async fn serve(
@@ -101,6 +178,7 @@ pub(crate) async fn serve(
         seed: mix(seed, dir.index() as u64 + 1),
         counters: &inst.stats.directions[dir.index()],
         held_limit: inst.held_limit,
+        carry: None,
     };
     let up = link(Direction::Upstream, &client, &upstream);
     let down = link(Direction::Downstream, &upstream, &client);
@@ -116,4 +194,60 @@ pub(crate) async fn serve(
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     tracing::debug!(name = %inst.name, listen = %inst.listen, upstream = %inst.upstream,
         client = %peer, upstream_end = ?a, downstream_end = ?b, "Closed client");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A black-holed IPv6 address first (its accept queue is full, so SYNs are dropped)
+    /// does not hold up the IPv4 address behind it for longer than the attempt delay.
+    #[tokio::test]
+    async fn happy_eyeballs_skips_a_black_hole() {
+        let hole = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None);
+        let Ok(hole) = hole else { return };
+        if hole
+            .bind(&"[::1]:0".parse::<SocketAddr>().unwrap().into())
+            .is_err()
+        {
+            return; // No IPv6 loopback here.
+        }
+        hole.listen(0).unwrap();
+        let hole_addr = hole.local_addr().unwrap().as_socket().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..8 {
+            match std::net::TcpStream::connect_timeout(&hole_addr, Duration::from_millis(200)) {
+                Ok(s) => fillers.push(s),
+                Err(_) => break,
+            }
+        }
+        let good = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good_addr = good.local_addr().unwrap();
+        let start = tokio::time::Instant::now();
+        let addrs = [hole_addr, good_addr];
+        let dial = tokio::time::timeout(
+            Duration::from_secs(10),
+            connect_any(&addrs, Duration::from_millis(100)),
+        );
+        let stream = dial.await.expect("not stuck on the black hole").unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), good_addr);
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    /// All addresses failing gives the first address's error.
+    #[tokio::test]
+    async fn all_refused_reports_the_first_error() {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addrs = [a.local_addr().unwrap(), b.local_addr().unwrap()];
+        drop((a, b));
+        let e = connect_any(&addrs, Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+    }
 }

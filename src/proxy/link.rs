@@ -17,6 +17,7 @@
 use std::io::{self, Read as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -68,6 +69,17 @@ pub(crate) struct Link<'a> {
     pub counters: &'a DirectionCounters,
     /// The most data bytes the toxic chain may hold before the link stops reading.
     pub held_limit: usize,
+    /// Bytes read and not yet written, handed from the fast path to whatever runs next
+    /// (the toxic path, or buffered copying after a splice failure). `None` to start.
+    pub carry: Option<Bytes>,
+}
+
+/// How far [`Link::write_out`] got.
+enum Written {
+    All,
+    /// The chain turned toxic while the destination was not taking bytes: this many were
+    /// written; the rest must go through the toxics.
+    Partial(usize),
 }
 
 impl<'a> Link<'a> {
@@ -97,12 +109,24 @@ impl<'a> Link<'a> {
         let mut buf = pool::Buf::none();
         let mut full_reads = 0u32;
         loop {
-            if full_reads >= SPLICE_AFTER {
+            if let Some(data) = self.carry.take() {
+                match self.write_out(&data).await {
+                    Ok(Written::All) => {}
+                    Ok(Written::Partial(n)) => {
+                        self.carry = Some(data.slice(n..));
+                        return None;
+                    }
+                    Err(end) => return Some(end),
+                }
+            }
+            if full_reads >= SPLICE_AFTER && splice::enabled() {
                 full_reads = 0;
                 buf.release();
                 if let Some(end) = self.splice_burst().await {
                     return end;
                 }
+                // Drained, or fell back to copying: what the pipe held (`carry`) goes first.
+                continue;
             }
             // Drain whatever is readable now before waiting; release the buffer when idle.
             match read_clearing(self.src, buf.get()) {
@@ -114,16 +138,18 @@ impl<'a> Link<'a> {
                     self.counters
                         .received
                         .fetch_add(n as u64, Ordering::Relaxed);
-                    match write_all(self.dst, &buf.get()[..n], self.cancel).await {
-                        Ok(true) => {
-                            self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                    match self.write_out(&buf.get()[..n]).await {
+                        Ok(Written::All) => {
                             // `try_read`/`try_write` do not count toward tokio's cooperative
                             // budget: without this, a stream that is always ready would keep
                             // its worker thread and starve every other task (the API too).
                             tokio::task::consume_budget().await;
                         }
-                        Ok(false) => return Some(LinkEnd::Cancelled),
-                        Err(_) => return Some(LinkEnd::Teardown(CloseKind::Fin)),
+                        Ok(Written::Partial(w)) => {
+                            self.carry = Some(Bytes::copy_from_slice(&buf.get()[w..n]));
+                            return None;
+                        }
+                        Err(end) => return Some(end),
                     }
                     full_reads = if full { full_reads + 1 } else { 0 };
                     if !self.chain_turned_toxic() {
@@ -173,15 +199,72 @@ impl<'a> Link<'a> {
         }
     }
 
+    /// Writes all of `data` to the destination (counting it as sent), waiting for
+    /// writability. While it waits, a chain edit that adds toxics stops the write
+    /// ([`Written::Partial`]), so a toxic added while the peer is not reading takes effect
+    /// at once instead of after the peer drains.
+    async fn write_out(&mut self, data: &[u8]) -> Result<Written, LinkEnd> {
+        let mut done = 0;
+        while done < data.len() {
+            match self.dst.try_write(&data[done..]) {
+                Ok(n) => {
+                    done += n;
+                    self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.wait_writable().await? {
+                        return Ok(Written::Partial(done));
+                    }
+                }
+                Err(_) => return Err(LinkEnd::Teardown(CloseKind::Fin)),
+            }
+        }
+        Ok(Written::All)
+    }
+
+    /// Waits until the destination may be writable (`Ok(false)`), or the chain gained
+    /// toxics (`Ok(true)`), or the link ends.
+    async fn wait_writable(&mut self) -> Result<bool, LinkEnd> {
+        loop {
+            let chain = &mut self.chain;
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Err(LinkEnd::Cancelled),
+                changed = chain.changed(), if self.watching => match changed {
+                    Ok(()) if !chain.borrow().is_empty() => return Ok(true),
+                    Ok(()) => {}
+                    Err(_) => self.watching = false,
+                },
+                ready = self.dst.writable() => {
+                    return match ready {
+                        Ok(()) => Ok(false),
+                        Err(_) => Err(LinkEnd::Teardown(CloseKind::Fin)),
+                    };
+                }
+            }
+        }
+    }
+
     /// Splices source → pipe → destination while the source has data. Returns `None` when
     /// the source drained (the pipe is closed; the caller goes back to waiting), or what
     /// `fast_path` must return. The pipe is always empty when this returns, except on
     /// cancel or teardown: bytes never stay in flight across a switch to the toxic path
-    /// or a half-close. If no pipe can be opened (descriptor limits), returns `None` and
-    /// the buffered path carries on.
+    /// or a half-close (what the pipe holds then moves to [`Link::carry`]). If no pipe can
+    /// be opened (descriptor limits), returns `None` and the buffered path carries on. If
+    /// the kernel refuses to splice these sockets (`EINVAL`, `ENOSYS`, `EPERM`), splicing
+    /// is turned off for the process and the buffered path carries on with what the pipe
+    /// held.
     async fn splice_burst(&mut self) -> Option<Option<LinkEnd>> {
         let Ok(mut pipe) = splice::Pipe::new() else {
             return None;
+        };
+        // Hands what the pipe holds to `carry`; `false` if it could not be read back.
+        let unload = |pipe: &mut splice::Pipe, carry: &mut Option<Bytes>| match pipe.drain() {
+            Ok(held) => {
+                *carry = Some(held);
+                true
+            }
+            Err(_) => false,
         };
         loop {
             // In: only into an empty pipe (see `splice::splice_in`). `try_io` clears the
@@ -199,6 +282,10 @@ impl<'a> Link<'a> {
                         .fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if splice::is_unsupported(&e) => {
+                    splice::disable(&e);
+                    return None;
+                }
                 Err(_) => return Some(Some(LinkEnd::Teardown(CloseKind::Fin))),
             }
             // Out: drain the pipe completely.
@@ -210,15 +297,25 @@ impl<'a> Link<'a> {
                         self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        tokio::select! {
-                            biased;
-                            _ = self.cancel.cancelled() => return Some(Some(LinkEnd::Cancelled)),
-                            ready = self.dst.writable() => {
-                                if ready.is_err() {
+                        match self.wait_writable().await {
+                            Ok(false) => {}
+                            Ok(true) => {
+                                // A toxic arrived while the peer is not reading: what the
+                                // pipe holds goes through it.
+                                if !unload(&mut pipe, &mut self.carry) {
                                     return Some(Some(LinkEnd::Teardown(CloseKind::Fin)));
                                 }
+                                return Some(None);
                             }
+                            Err(end) => return Some(Some(end)),
                         }
+                    }
+                    Err(e) if splice::is_unsupported(&e) => {
+                        splice::disable(&e);
+                        if !unload(&mut pipe, &mut self.carry) {
+                            return Some(Some(LinkEnd::Teardown(CloseKind::Fin)));
+                        }
+                        return None;
                     }
                     Err(_) => return Some(Some(LinkEnd::Teardown(CloseKind::Fin))),
                 }
@@ -246,6 +343,10 @@ impl<'a> Link<'a> {
         let now = clock.now(Instant::now());
         let chain = self.chain.borrow_and_update().clone();
         let mut pipe = Pipeline::new(&chain, self.seed, now);
+        if let Some(data) = self.carry.take() {
+            let item = pipe.chunk(&data, now);
+            pipe.push_first(item, now);
+        }
         let mut buf = pool::Buf::none();
         let mut src_eof = false;
         loop {
@@ -377,28 +478,6 @@ fn read_clearing(src: &TcpStream, buf: &mut [u8]) -> io::Result<Read> {
     }
 }
 
-/// Writes all of `data`, waiting for writability; `Ok(false)` if cancelled first.
-async fn write_all(
-    dst: &TcpStream,
-    mut data: &[u8],
-    cancel: &CancellationToken,
-) -> io::Result<bool> {
-    while !data.is_empty() {
-        match dst.try_write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return Ok(false),
-                    ready = dst.writable() => ready?,
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
-}
-
 /// Propagates a FIN: shut down writing toward `dst`, keep reading from it.
 fn shutdown_write(dst: &TcpStream) {
     let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
@@ -447,5 +526,77 @@ mod pool {
         fn drop(&mut self) {
             self.release();
         }
+    }
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A connected pair of loopback sockets.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        (a, b)
+    }
+
+    /// A splice error in the middle of a bulk stream (data already in the pipe) hands what
+    /// the pipe holds to buffered copying, turns splicing off for the process, and loses
+    /// or reorders nothing.
+    #[tokio::test]
+    async fn splice_error_falls_back_to_copying_without_losing_bytes() {
+        if splice::Pipe::new().is_err() {
+            return; // No usable pipes for this user: links never splice here.
+        }
+        const LEN: usize = 8 << 20;
+        let data: Vec<u8> = (0..LEN).map(|i| (i * 7 + i / 4099) as u8).collect();
+        let (mut client, proxy_in) = pair().await;
+        let (proxy_out, mut server) = pair().await;
+        let (_tx, rx) = watch::channel(Chain::default());
+        let cancel = CancellationToken::new();
+        let counters = DirectionCounters::default();
+        splice::FAIL_NEXT_OUT.store(libc::EINVAL, Ordering::Relaxed);
+        let link = Link {
+            src: &proxy_in,
+            dst: &proxy_out,
+            chain: rx,
+            watching: true,
+            cancel: &cancel,
+            seed: 1,
+            counters: &counters,
+            held_limit: super::super::TOXIC_BUFFER_BYTES,
+            carry: None,
+        };
+        let sent = data.clone();
+        let writer = async move {
+            client.write_all(&sent).await.unwrap();
+            client.shutdown().await.unwrap();
+            client
+        };
+        let reader = async {
+            let mut got = Vec::with_capacity(LEN);
+            server.read_to_end(&mut got).await.unwrap();
+            got
+        };
+        let (end, _client, got) = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            tokio::join!(link.run(), writer, reader)
+        })
+        .await
+        .expect("the stream finishes");
+        let injected_unused = splice::FAIL_NEXT_OUT.swap(0, Ordering::Relaxed);
+        let spliced_later = splice::enabled();
+        splice::enable_for_tests();
+        assert_eq!(end, LinkEnd::Eof);
+        assert_eq!(got.len(), LEN);
+        assert!(got == data, "bytes lost or reordered");
+        assert_eq!(injected_unused, 0, "the stream never spliced");
+        assert!(!spliced_later, "splice stays off after the error");
+        assert_eq!(counters.sent.load(Ordering::Relaxed), LEN as u64);
+        assert_eq!(counters.received.load(Ordering::Relaxed), LEN as u64);
     }
 }

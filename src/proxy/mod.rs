@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub(crate) mod addr;
 pub(crate) mod chain;
@@ -35,6 +36,8 @@ pub use link::DirectionCounters;
 
 /// The default of [`EngineConfig::held_limit`] (`-toxic-buffer-bytes`).
 pub const TOXIC_BUFFER_BYTES: usize = 4 << 20;
+/// The default `-dial-retry` window.
+pub const DEFAULT_DIAL_RETRY: Duration = Duration::from_millis(100);
 
 /// Settings shared by every proxy of a server.
 #[derive(Debug, Clone)]
@@ -46,6 +49,9 @@ pub struct EngineConfig {
     /// The most data bytes the toxics of one link (one direction of one connection) hold;
     /// past it the link stops reading its source, so the sender feels backpressure.
     pub held_limit: usize,
+    /// How long a refused upstream dial is retried (short backoff) before the client is
+    /// closed; zero closes at once, as the reference does.
+    pub dial_retry: Duration,
     /// The runtime that runs listeners and connections. `None` means the runtime of the
     /// caller. `toxi-server` keeps the data path on its own runtime so that busy
     /// connections can never delay the control API.
@@ -58,6 +64,7 @@ impl Default for EngineConfig {
             seed: rand::random(),
             dial_timeout: Duration::from_secs(10),
             held_limit: TOXIC_BUFFER_BYTES,
+            dial_retry: DEFAULT_DIAL_RETRY,
             runtime: None,
         }
     }
@@ -82,6 +89,7 @@ pub(crate) struct Instance {
     pub seed: u64,
     pub dial_timeout: Duration,
     pub held_limit: usize,
+    pub dial_retry: Duration,
     /// The toxic chains, per direction (shared with the proxy, so edits reach connections).
     pub chains: Arc<[watch::Sender<Chain>; 2]>,
     pub stats: Arc<InstanceStats>,
@@ -90,25 +98,40 @@ pub(crate) struct Instance {
     resolved: std::sync::Mutex<Option<(tokio::time::Instant, Arc<[std::net::SocketAddr]>)>>,
 }
 
-/// A started proxy: its cancellation token and its accept loop.
+/// A started proxy: its accept loop and its connection tasks. Dropping it stops it (the
+/// listener closes soon after, on the data-path runtime); [`Running::stop`] also waits
+/// until the port is free and every connection task has finished.
 pub(crate) struct Running {
+    /// Cancels everything: the accept loop and every connection.
     cancel: CancellationToken,
-    accept: JoinHandle<()>,
+    /// A child of `cancel`: stops the accept loop only (draining).
+    stop_accepting: CancellationToken,
+    /// `None` once the accept loop has been waited for.
+    accept: Option<JoinHandle<()>>,
+    connections: TaskTracker,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
 }
 
 impl Running {
-    /// Binds `listen` and starts accepting. Returns the bound address as the reference
-    /// reports it, and the handle. Errors are the reference's `listen tcp …` texts.
-    /// `stats_for` gives the counters for the bound address (the metrics series).
+    /// Binds `resolved` (the resolution of `listen`) and starts accepting. Returns the
+    /// bound address as the reference reports it, and the handle. Errors are the
+    /// reference's `listen tcp …` texts. `stats_for` gives the counters for the bound
+    /// address (the metrics series).
     pub(crate) fn start(
         name: &str,
         listen: &str,
+        resolved: &addr::Resolved,
         upstream: &str,
         chains: Arc<[watch::Sender<Chain>; 2]>,
         stats_for: impl FnOnce(&str) -> Arc<InstanceStats>,
         config: &EngineConfig,
     ) -> Result<(String, Running), String> {
-        let std_listener = addr::bind(listen)?;
+        let std_listener = addr::bind_resolved(resolved)?;
         let bound = std_listener
             .local_addr()
             .map_err(|e| format!("listen tcp {listen}: {}", addr::os_error_text(&e)))?
@@ -125,22 +148,66 @@ impl Running {
             seed: config.seed,
             dial_timeout: config.dial_timeout,
             held_limit: config.held_limit,
+            dial_retry: config.dial_retry,
             chains,
             stats: stats_for(&bound),
             next_seq: AtomicU64::new(0),
             resolved: std::sync::Mutex::new(None),
         });
         let cancel = CancellationToken::new();
-        let accept = tokio::spawn(accept_loop(listener, inst, cancel.clone()));
+        let stop_accepting = cancel.child_token();
+        let connections = TaskTracker::new();
+        let accept = tokio::spawn(accept_loop(
+            listener,
+            inst,
+            stop_accepting.clone(),
+            cancel.clone(),
+            connections.clone(),
+        ));
         drop(_entered);
         tracing::info!(name, listen = %bound, upstream, "Started proxy");
-        Ok((bound, Running { cancel, accept }))
+        let running = Running {
+            cancel,
+            stop_accepting,
+            accept: Some(accept),
+            connections,
+        };
+        Ok((bound, running))
     }
 
-    /// Closes the listener and every connection. The port is released when this returns.
-    pub(crate) async fn stop(self) {
+    /// Closes the listener and every connection. When this returns the port is released
+    /// and every connection task has finished (both sockets closed).
+    pub(crate) async fn stop(mut self) {
         self.cancel.cancel();
-        let _ = self.accept.await;
+        self.finish_accepting().await;
+        self.connections.wait().await;
+    }
+
+    /// Closes the listener (new clients are refused) and lets open connections go on.
+    pub(crate) async fn stop_accepting(&mut self) {
+        self.stop_accepting.cancel();
+        self.finish_accepting().await;
+    }
+
+    /// After [`Running::stop_accepting`]: waits until every connection has ended by
+    /// itself or `deadline` passes, then closes what is left and waits for it. Returns how
+    /// many connections were still open at the deadline.
+    pub(crate) async fn drain(self, deadline: tokio::time::Instant) -> usize {
+        let waited = tokio::time::timeout_at(deadline, self.connections.wait()).await;
+        let cut = if waited.is_ok() {
+            0
+        } else {
+            self.connections.len()
+        };
+        self.stop().await;
+        cut
+    }
+
+    async fn finish_accepting(&mut self) {
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.await;
+        }
+        self.connections.close();
     }
 }
 
@@ -150,6 +217,8 @@ async fn accept_loop(
     listener: tokio::net::TcpListener,
     inst: Arc<Instance>,
     cancel: CancellationToken,
+    connections_cancel: CancellationToken,
+    connections: TaskTracker,
 ) {
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -162,12 +231,12 @@ async fn accept_loop(
             Ok((sock, peer)) => {
                 backoff = Duration::from_millis(5);
                 let seq = inst.next_seq.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(connection::serve(
+                connections.spawn(connection::serve(
                     sock,
                     peer,
                     inst.clone(),
                     seq,
-                    cancel.child_token(),
+                    connections_cancel.child_token(),
                 ));
             }
             Err(e) => {

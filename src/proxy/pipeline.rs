@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -15,61 +14,36 @@ use tokio::time::Instant;
 use super::chain::{mix, roll, ChainEntry};
 use crate::toxics::{self, Chunk, CloseKind, Item, Poll, Toxic};
 
-/// How early a long toxic wait may wake (tokio's timer resolution).
-pub(crate) const TIMER_SLACK: Duration = Duration::from_millis(1);
-/// Waits at least this long wake early by [`TIMER_SLACK`].
-pub(crate) const TIMER_EARLY_FROM: Duration = Duration::from_millis(5);
-
 /// The link task's view of time: the `now` it hands to toxics, and when to arm its timer.
 ///
-/// * `now` never goes backwards, even after an early wake treated a deadline as reached.
-/// * tokio's timer rounds a deadline up to the next millisecond, so a toxic's delay would
-///   come out 0-1 ms long. For waits of more than a few milliseconds the timer is armed up
-///   to [`TIMER_SLACK`] early and, when it fires, the deadline counts as reached: the error
-///   is then centred on the target. Short waits (sub-millisecond slicer gaps) stay exact.
+/// * `now` never goes backwards.
+/// * A toxic's wait never ends early: a 2000 ms latency is never 1999 ms, which tests of
+///   the form `elapsed >= latency` notice. tokio rounds a deadline up to its next
+///   millisecond tick, so waits come out 0-1 ms long, as Go's timers do.
 ///
 /// The link task and the toxic tests' simulated driver share this, so the tests see the
 /// wake-up rules production runs.
 #[derive(Debug, Default)]
 pub(crate) struct Clock {
     last: Option<Instant>,
-    /// The deadline of the armed timer, when it was armed early.
-    early: Option<Instant>,
-    /// Set when an early-armed timer fired: the next `now` is at least this.
-    woke_for: Option<Instant>,
 }
 
 impl Clock {
     /// The `now` for the next step, given the real time.
     pub(crate) fn now(&mut self, real: Instant) -> Instant {
-        let mut now = real;
-        if let Some(d) = self.woke_for.take() {
-            now = now.max(d);
-        }
-        if let Some(last) = self.last {
-            now = now.max(last);
-        }
+        let now = self.last.map_or(real, |last| real.max(last));
         self.last = Some(now);
         now
     }
 
-    /// When to wake for `deadline` (what [`Pipeline::pump`] returned at `now`); `None`
-    /// means no timer.
-    pub(crate) fn timer(&mut self, deadline: Option<Instant>, now: Instant) -> Option<Instant> {
-        self.early = None;
-        let d = deadline?;
-        if d > now + TIMER_EARLY_FROM {
-            self.early = Some(d);
-            Some(d - TIMER_SLACK)
-        } else {
-            Some(d)
-        }
+    /// When to wake for `deadline` (what [`Pipeline::pump`] returned); `None` means no
+    /// timer.
+    pub(crate) fn timer(&mut self, deadline: Option<Instant>, _now: Instant) -> Option<Instant> {
+        deadline
     }
 
     /// The timer armed by the last [`Clock::timer`] fired.
-    pub(crate) fn fired(&mut self) {
-        self.woke_for = self.early.take();
-    }
+    pub(crate) fn fired(&mut self) {}
 }
 
 /// The stages of a link plus the items that have passed them all.
@@ -422,6 +396,7 @@ impl<'t> Stage<'t> {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
 
     use proptest::prelude::*;
 
@@ -447,28 +422,16 @@ mod tests {
     }
 
     #[test]
-    fn clock_never_goes_backwards_after_an_early_wake() {
+    fn clock_never_goes_backwards_and_never_wakes_early() {
         let t0 = Instant::now();
         let mut clock = Clock::default();
         let now = clock.now(t0);
-        assert_eq!(clock.timer(Some(at(t0, 100)), now), Some(at(t0, 99)));
+        assert_eq!(clock.timer(Some(at(t0, 100)), now), Some(at(t0, 100)));
         clock.fired();
-        assert_eq!(
-            clock.now(at(t0, 99)),
-            at(t0, 100),
-            "the deadline counts as reached"
-        );
-        assert_eq!(
-            clock.now(at(t0, 99)),
-            at(t0, 100),
-            "and time does not go back"
-        );
+        assert_eq!(clock.now(at(t0, 100)), at(t0, 100));
+        assert_eq!(clock.now(at(t0, 99)), at(t0, 100), "time does not go back");
         assert_eq!(clock.now(at(t0, 101)), at(t0, 101));
-        // Short waits are exact, and an already-due deadline is not pushed out.
-        assert_eq!(
-            clock.timer(Some(at(t0, 103)), at(t0, 101)),
-            Some(at(t0, 103))
-        );
+        // An already-due deadline is not pushed out.
         assert_eq!(
             clock.timer(Some(at(t0, 101)), at(t0, 101)),
             Some(at(t0, 101))

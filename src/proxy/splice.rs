@@ -16,6 +16,45 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::{Bytes, BytesMut};
+
+/// Cleared for good when the kernel refuses to splice (see [`is_unsupported`]).
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Whether links may splice (the kernel has not refused it in this process).
+pub(crate) fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Whether `e` (from `splice_in` or `splice_out`) means splice cannot work here at all
+/// (a kernel without splice for these descriptors, a seccomp filter, a sandbox): the link
+/// falls back to buffered copying.
+pub(crate) fn is_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::ENOSYS | libc::EPERM)
+    )
+}
+
+/// Turns splicing off for the process after `e`, logging it once.
+pub(crate) fn disable(e: &io::Error) {
+    if ENABLED.swap(false, Ordering::Relaxed) {
+        tracing::warn!(error = %e, "splice(2) refused; copying through buffers from now on");
+    }
+}
+
+/// Test hook: the next `splice_out` fails with this errno (0: none).
+#[cfg(test)]
+pub(crate) static FAIL_NEXT_OUT: std::sync::atomic::AtomicI32 =
+    std::sync::atomic::AtomicI32::new(0);
+
+/// Test hook: splicing allowed again.
+#[cfg(test)]
+pub(crate) fn enable_for_tests() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
 
 /// The pipe size asked for with `F_SETPIPE_SZ` (the kernel may refuse: per-user pipe
 /// limits; the pipe then keeps its default size, which works as well).
@@ -76,6 +115,34 @@ impl Pipe {
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Reads back everything the pipe holds (into user space), leaving it empty.
+    pub(crate) fn drain(&mut self) -> io::Result<Bytes> {
+        let mut out = BytesMut::zeroed(self.len);
+        let mut got = 0;
+        while got < out.len() {
+            let rest = &mut out[got..];
+            // SAFETY: `rest` is a writable buffer of `rest.len()` bytes; the descriptor is
+            // owned by this pipe.
+            let n =
+                unsafe { libc::read(self.read.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()) };
+            match n {
+                n if n > 0 => got += n as usize,
+                0 => break,
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        if got < out.len() {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.len = 0;
+        Ok(out.freeze())
+    }
 }
 
 /// Moves up to the pipe's capacity from `src` (a socket) into the **empty** `pipe`.
@@ -92,6 +159,13 @@ pub(crate) fn splice_in(src: &impl AsFd, pipe: &mut Pipe) -> io::Result<usize> {
 pub(crate) fn splice_out(pipe: &mut Pipe, dst: &impl AsFd) -> io::Result<usize> {
     if pipe.len == 0 {
         return Ok(0);
+    }
+    #[cfg(test)]
+    {
+        let errno = FAIL_NEXT_OUT.swap(0, Ordering::Relaxed);
+        if errno != 0 {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
     }
     let n = splice(pipe.read.as_raw_fd(), dst.as_fd().as_raw_fd(), pipe.len)?;
     if n == 0 {

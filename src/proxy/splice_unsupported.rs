@@ -21,7 +21,22 @@ impl Pipe {
     pub(crate) fn is_empty(&self) -> bool {
         match self._never {}
     }
+
+    pub(crate) fn drain(&mut self) -> io::Result<bytes::Bytes> {
+        match self._never {}
+    }
 }
+
+/// Never: pipes cannot be created, so links never try.
+pub(crate) fn enabled() -> bool {
+    false
+}
+
+pub(crate) fn is_unsupported(_e: &io::Error) -> bool {
+    true
+}
+
+pub(crate) fn disable(_e: &io::Error) {}
 
 pub(crate) fn splice_in(_src: &impl AsFd, pipe: &mut Pipe) -> io::Result<usize> {
     match pipe._never {}

@@ -138,7 +138,7 @@ impl Sim {
     /// Drives `pipe` on the virtual clock the way the link task does (`link.rs`,
     /// `toxic_path`): pump at a monotonic `now`, take everything out ("write"), read the
     /// next input when the first stage takes it, else sleep until the earliest deadline
-    /// with the link's early-wake rule ([`Clock`]). An input due no later than the timer
+    /// with the link's timer rules ([`Clock`]). An input due no later than the timer
     /// is read first, as the link's select prefers a readable source to its timer.
     pub fn drive(
         &mut self,

@@ -222,3 +222,126 @@ async fn delete_while_a_thousand_connections_stream() {
         within("every connection closes", t).await.unwrap();
     }
 }
+
+/// An upstream that writes forever and reports when its writes start failing (the proxy
+/// closed or reset the connection).
+async fn flood_upstream_reporting() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Instant>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let block = vec![b'f'; 32 * 1024];
+                while sock.write_all(&block).await.is_ok() {}
+                let _ = tx.send(Instant::now());
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Waits until the proxy's downstream `sent` counter stops moving: the link is blocked
+/// writing to a client that does not read. Returns the counter.
+async fn wait_blocked(server: &toxi::server::Server, name: &str) -> u64 {
+    let stats = server
+        .registry()
+        .instance_stats()
+        .into_iter()
+        .find(|s| s.0 == name)
+        .unwrap()
+        .3;
+    let sent = || {
+        stats.directions[toxi::model::Direction::Downstream.index()]
+            .sent
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    within("the link blocks", async {
+        let mut last = sent();
+        let mut still = 0;
+        while still < 10 || last == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = sent();
+            still = if now == last { still + 1 } else { 0 };
+            last = now;
+        }
+        last
+    })
+    .await
+}
+
+/// A toxic added while the fast path is blocked writing to a client that stopped reading
+/// takes effect at once: `timeout` and `reset_peer` close the connection (the upstream
+/// sees it), `rate: 0` holds the bytes the link had not written yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toxic_added_while_blocked_writing_takes_effect() {
+    let closing = [
+        r#"{"name":"t","type":"timeout","stream":"downstream","attributes":{"timeout":1}}"#,
+        r#"{"name":"t","type":"reset_peer","stream":"downstream","attributes":{"timeout":0}}"#,
+    ];
+    for toxic in closing {
+        let server = server().await;
+        let api = server.api_addr();
+        let (upstream, mut failed) = flood_upstream_reporting().await;
+        let listen = create_proxy_http(api, "blocked", upstream).await;
+        let _client = TcpStream::connect(listen.as_str()).await.unwrap();
+        wait_blocked(&server, "blocked").await;
+        let added = Instant::now();
+        let (status, _) = timed(api, "POST", "/proxies/blocked/toxics", toxic).await;
+        assert_eq!(status, 200);
+        let closed = within("the toxic closes the connection", failed.recv())
+            .await
+            .unwrap();
+        let took = closed.saturating_duration_since(added);
+        // Typically a few milliseconds; the bound allows for a loaded machine (before the
+        // toxic could act only once the client read again: never, here).
+        assert!(
+            took < Duration::from_secs(2),
+            "{toxic}: took effect after {took:?}"
+        );
+    }
+
+    let server = server().await;
+    let api = server.api_addr();
+    let (upstream, _failed) = flood_upstream_reporting().await;
+    let listen = create_proxy_http(api, "stalled", upstream).await;
+    let mut client = TcpStream::connect(listen.as_str()).await.unwrap();
+    let sent = wait_blocked(&server, "stalled").await;
+    let body = r#"{"name":"bw","type":"bandwidth","stream":"downstream","attributes":{"rate":0}}"#;
+    let (status, _) = timed(api, "POST", "/proxies/stalled/toxics", body).await;
+    assert_eq!(status, 200);
+    // The client reads again: it gets what was already written, and nothing more.
+    let mut got = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_millis(500), client.read(&mut buf)).await
+    {
+        assert!(n > 0, "the connection stays open");
+        got += n as u64;
+    }
+    assert_eq!(got, sent, "bytes held by the link passed a rate-0 toxic");
+}
+
+/// A latency toxic never delivers early: every reply of a 50 ms downstream latency takes
+/// at least 50 ms from the client's write (tests of the form `elapsed >= latency`, like
+/// the released Rust client's, rely on it).
+#[tokio::test]
+async fn latency_never_delivers_early() {
+    let server = server().await;
+    let api = server.api_addr();
+    let listen = create_proxy_http(api, "lat", echo_upstream().await).await;
+    let body = r#"{"name":"l","type":"latency","stream":"downstream","attributes":{"latency":50}}"#;
+    assert_eq!(timed(api, "POST", "/proxies/lat/toxics", body).await.0, 200);
+    let mut c = TcpStream::connect(listen.as_str()).await.unwrap();
+    for i in 0..20u8 {
+        let start = Instant::now();
+        c.write_all(&[i]).await.unwrap();
+        assert_eq!(read_n(&mut c, 1).await, [i]);
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(50),
+            "round trip {i} took {took:?}"
+        );
+    }
+}

@@ -130,9 +130,13 @@ async fn config_file_populates_before_the_api_listens() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Connections that never end are cut when `-shutdown-grace` runs out, and the server
+/// exits 0.
 #[tokio::test]
 async fn sigterm_during_traffic_exits_promptly() {
-    let mut server = spawn(server_command());
+    let mut command = server_command();
+    command.arg("-shutdown-grace=300ms");
+    let mut server = spawn(command);
     let listen = create_proxy_http(server.api, "busy", echo_upstream().await).await;
     let mut streams = Vec::new();
     for _ in 0..8 {
@@ -152,27 +156,88 @@ async fn sigterm_during_traffic_exits_promptly() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
+    sigterm(&server);
+    let status = wait_exit(&mut server, Duration::from_secs(10)).await;
+    assert!(status.success(), "{status:?}");
+    for s in streams {
+        within("streams end", s).await.unwrap();
+    }
+}
+
+/// Waits for the server process to exit, for at most `limit`.
+async fn wait_exit(server: &mut Proc, limit: Duration) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < limit, "server did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn sigterm(server: &Proc) {
     let pid = server.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap()
         .success());
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "server did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert!(status.success(), "{status:?}");
-    for s in streams {
-        within("streams end", s).await.unwrap();
+}
+
+/// SIGTERM drains: the listener closes at once (new clients are refused), the 20 open
+/// streaming connections finish their work undisturbed, and the server exits 0 as soon
+/// as the last one ends, long before the grace runs out.
+#[tokio::test]
+async fn sigterm_lets_open_connections_finish() {
+    let mut command = server_command();
+    command.arg("-shutdown-grace=60s");
+    let mut server = spawn(command);
+    let listen = create_proxy_http(server.api, "drain", echo_upstream().await).await;
+    let mut conns = Vec::new();
+    for _ in 0..20 {
+        let mut c = TcpStream::connect(listen.as_str()).await.unwrap();
+        c.write_all(&[1u8; 4096]).await.unwrap();
+        assert_eq!(read_n(&mut c, 4096).await, [1u8; 4096]);
+        conns.push(c);
     }
+    sigterm(&server);
+    within("the drain starts", async {
+        while !server
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("Draining connections"))
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        TcpStream::connect(listen.as_str()).await.is_err(),
+        "the listener closed at once"
+    );
+    let start = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for mut c in conns {
+        tasks.push(tokio::spawn(async move {
+            let block = pattern(256 * 1024, 5);
+            c.write_all(&block).await.unwrap();
+            c.shutdown().await.unwrap();
+            let (echoed, _) = read_to_end(&mut c).await;
+            assert!(echoed == block, "a draining connection lost bytes");
+        }));
+    }
+    for t in tasks {
+        within("every connection finishes", t).await.unwrap();
+    }
+    let status = wait_exit(
+        &mut server,
+        Duration::from_secs(30).saturating_sub(start.elapsed()),
+    )
+    .await;
+    assert!(status.success(), "{status:?}");
 }
 
 /// DECISIONS §2.4: with descriptors exhausted, accept backs off and recovers; the proxy
@@ -264,4 +329,45 @@ async fn api_token_from_flag_or_environment() {
         .await;
         assert_eq!(status, 200);
     }
+}
+
+/// A stalled stdout (a pipe nobody reads) never blocks the data path: log lines go
+/// through a non-blocking writer and are dropped while it is full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_stdout_does_not_block_connections() {
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = server_command()
+        .env("LOG_LEVEL", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let _child = KillOnDrop(child);
+    let api: SocketAddr = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "server exited");
+        if line.contains("Starting Toxiproxy HTTP server") {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            break v["address"].as_str().unwrap().parse().unwrap();
+        }
+    };
+    // From here on nobody reads stdout: the pipe (64 KiB) fills after a few hundred lines.
+    let listen = create_proxy_http(api, "quiet", echo_upstream().await).await;
+    within("1,000 connections with stdout stalled", async {
+        for i in 0..1000u32 {
+            let mut c = TcpStream::connect(listen.as_str()).await.unwrap();
+            c.write_all(&i.to_be_bytes()).await.unwrap();
+            assert_eq!(read_n(&mut c, 4).await, i.to_be_bytes());
+        }
+    })
+    .await;
+    drop(_child);
+    drop(stdout);
 }

@@ -395,3 +395,90 @@ async fn reset_carries_on_past_a_failing_proxy() {
     assert!(!b.enabled);
     assert!(a.toxics.is_empty() && b.toxics.is_empty() && c.toxics.is_empty());
 }
+
+/// An upstream that starts listening only after the client connected (a test that binds
+/// its upstream in a thread while it already drives the proxy): the refused dial is
+/// retried within `dial_retry`, so the client is served instead of closed.
+#[tokio::test]
+async fn refused_dial_is_retried_within_the_window() {
+    let config = toxi::server::Config {
+        dial_retry: Duration::from_secs(5),
+        ..toxi::server::Config::for_tests()
+    };
+    let server = server_with(config).await;
+    let addr = dead_port().await;
+    let p = proxy(&server, "late", addr).await;
+    let mut c = connect(&p).await;
+    c.write_all(b"early").await.unwrap();
+    // The upstream comes up late: the proxy's first dials are refused meanwhile.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let (mut up, _) = within("the retried dial", listener.accept()).await.unwrap();
+    assert_eq!(read_n(&mut up, 5).await, b"early");
+    up.write_all(b"reply").await.unwrap();
+    assert_eq!(read_n(&mut c, 5).await, b"reply");
+}
+
+/// The retry window is bounded: a dead upstream closes the client once it has passed, and
+/// `dial_retry: 0` closes it at once, as the reference does.
+#[tokio::test]
+async fn refused_dial_retry_window_is_bounded() {
+    for (retry, at_least) in [
+        (Duration::from_millis(400), Duration::from_millis(350)),
+        (Duration::ZERO, Duration::ZERO),
+    ] {
+        let config = toxi::server::Config {
+            dial_retry: retry,
+            ..toxi::server::Config::for_tests()
+        };
+        let server = server_with(config).await;
+        let p = proxy(&server, "dead", dead_port().await).await;
+        let start = tokio::time::Instant::now();
+        let mut c = connect(&p).await;
+        let (data, _) = read_to_end(&mut c).await;
+        let took = start.elapsed();
+        assert!(data.is_empty());
+        assert!(took >= at_least, "closed after {took:?}, retry {retry:?}");
+        assert!(
+            took < retry + Duration::from_secs(3),
+            "closed after {took:?}, retry {retry:?}"
+        );
+    }
+}
+
+/// Racing a create and a populate on one name never leaves a listener the API cannot
+/// see: the instance that lost the race stops, and its port is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_create_and_populate_leaves_no_orphaned_listener() {
+    let server = server().await;
+    let up = echo_upstream().await;
+    for round in 0..10 {
+        let (a, b) = (dead_port().await, dead_port().await);
+        let name = format!("race{round}");
+        let input = |listen: std::net::SocketAddr| toxi::registry::ProxyInput {
+            name: name.clone(),
+            listen: listen.to_string(),
+            upstream: up.to_string(),
+            enabled: true,
+        };
+        let reg = server.registry().clone();
+        let (ia, ib) = (input(a), input(b));
+        let reg2 = reg.clone();
+        let create = tokio::spawn(async move { reg.create(ia).await });
+        let populate = tokio::spawn(async move { reg2.populate(vec![ib]).await });
+        let _ = create.await.unwrap();
+        let _ = populate.await.unwrap();
+        let shown = server.registry().get(&name).unwrap().listen;
+        for port in [a, b] {
+            if port.to_string() == shown {
+                continue;
+            }
+            within("the losing listener closes", async {
+                while TcpStream::connect(port).await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await;
+        }
+    }
+}
