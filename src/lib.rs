@@ -13,10 +13,13 @@
 //! * [`logging`]: zerolog-style JSON (or text) logs on stdout, `LOG_LEVEL`;
 //! * [`server`]: start a whole server in-process ([`server::Server::start`]);
 //! * [`client`]: a typed async client for every API route (the `toxi` CLI uses it).
+//! * [`gocompat`]: Go-compatible helpers shared by both sides (flags, quoting, errno texts,
+//!   `host:port`).
 #![deny(unsafe_code)]
 
 pub mod api;
 pub mod client;
+pub mod gocompat;
 pub mod logging;
 pub mod metrics;
 pub mod model;
