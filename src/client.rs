@@ -48,6 +48,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use tokio::net::TcpStream;
 
+use crate::gocompat::{errno_text, lower_first, quote_char, split_url_host};
+
 /// The API address used when none is configured.
 pub const DEFAULT_ENDPOINT: &str = "http://localhost:8474";
 
@@ -438,7 +440,7 @@ fn first_json_value(body: &[u8]) -> Result<Value, String> {
     if !starts_value {
         return Err(format!(
             "invalid character {} looking for beginning of value",
-            go_quote_char(first)
+            quote_char(first)
         ));
     }
     let mut stream = serde_json::Deserializer::from_slice(&body[start..]).into_iter::<Value>();
@@ -467,24 +469,6 @@ fn json_kind(v: &Value) -> &'static str {
         Value::String(_) => "string",
         Value::Array(_) => "array",
         Value::Object(_) => "object",
-    }
-}
-
-/// Go's `encoding/json` quoting of an unexpected byte: `'U'`, `'\n'`, `'\''`, `'"'`.
-fn go_quote_char(c: u8) -> String {
-    match c {
-        b'\'' => "'\\''".to_string(),
-        b'"' => "'\"'".to_string(),
-        b'\x07' => "'\\a'".to_string(),
-        b'\x08' => "'\\b'".to_string(),
-        b'\x0c' => "'\\f'".to_string(),
-        b'\n' => "'\\n'".to_string(),
-        b'\r' => "'\\r'".to_string(),
-        b'\t' => "'\\t'".to_string(),
-        b'\x0b' => "'\\v'".to_string(),
-        b'\\' => "'\\\\'".to_string(),
-        c if c < 0x20 || c == 0x7f => format!("'\\x{c:02x}'"),
-        c => format!("'{}'", char::from(c)),
     }
 }
 
@@ -824,9 +808,8 @@ async fn connect(host: &str, port: u16) -> Result<TcpStream, (TransportKind, Str
         match TcpStream::connect(addr).await {
             Ok(stream) => return Ok(stream),
             Err(e) => {
-                first_error.get_or_insert_with(|| {
-                    format!("dial tcp {addr}: connect: {}", go_errno_text(&e))
-                });
+                first_error
+                    .get_or_insert_with(|| format!("dial tcp {addr}: connect: {}", errno_text(&e)));
             }
         }
     }
@@ -848,25 +831,6 @@ fn lookup_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// An OS error as Go prints it: `connection refused` rather than
-/// `Connection refused (os error 111)`.
-fn go_errno_text(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    let text = match text.find(" (os error ") {
-        Some(i) => &text[..i],
-        None => &text,
-    };
-    lower_first(text)
-}
-
-fn lower_first(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(c) => c.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
 fn hyper_reason(e: &hyper::Error, local: Option<SocketAddr>, peer: Option<SocketAddr>) -> String {
     if e.is_incomplete_message() {
         return "EOF".to_string();
@@ -876,8 +840,8 @@ fn hyper_reason(e: &hyper::Error, local: Option<SocketAddr>, peer: Option<Socket
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             let op = if e.is_user() { "write" } else { "read" };
             return match (local, peer) {
-                (Some(l), Some(p)) => format!("{op} tcp {l}->{p}: {op}: {}", go_errno_text(io)),
-                _ => go_errno_text(io),
+                (Some(l), Some(p)) => format!("{op} tcp {l}->{p}: {op}: {}", errno_text(io)),
+                _ => errno_text(io),
             };
         }
         source = s.source();
@@ -917,24 +881,7 @@ fn parse_target(endpoint: &str) -> Result<Target, String> {
     if hostport.is_empty() {
         return Err("http: no Host in request URL".to_string());
     }
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let end = v6
-            .find(']')
-            .ok_or_else(|| format!("missing ']' in host {hostport:?}"))?;
-        let host = &v6[..end];
-        let after = &v6[end + 1..];
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p),
-            None if after.is_empty() => None,
-            None => return Err(format!("invalid port {after:?} after host")),
-        };
-        (host.to_string(), port)
-    } else {
-        match hostport.rfind(':') {
-            Some(i) => (hostport[..i].to_string(), Some(&hostport[i + 1..])),
-            None => (hostport.to_string(), None),
-        }
-    };
+    let (host, port) = split_url_host(hostport)?;
     if host.is_empty() {
         return Err("http: no Host in request URL".to_string());
     }
@@ -947,7 +894,7 @@ fn parse_target(endpoint: &str) -> Result<Target, String> {
     let hostport = hostport.strip_suffix(':').unwrap_or(hostport);
     Ok(Target {
         authority: hostport.to_string(),
-        host,
+        host: host.to_string(),
         port,
         prefix: prefix.to_string(),
         userinfo,

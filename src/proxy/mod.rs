@@ -103,13 +103,13 @@ impl Running {
         let std_listener = addr::bind(listen)?;
         let bound = std_listener
             .local_addr()
-            .map_err(|e| format!("listen tcp {listen}: {}", addr::os_error_text(&e)))?
+            .map_err(|e| format!("listen tcp {listen}: {}", crate::gocompat::errno_text(&e)))?
             .to_string();
         // Register the listener with the data-path runtime's reactor, and run its accept
         // loop (and so every connection it spawns) there.
         let _entered = config.runtime.as_ref().map(|h| h.enter());
         let listener = tokio::net::TcpListener::from_std(std_listener)
-            .map_err(|e| format!("listen tcp {listen}: {}", addr::os_error_text(&e)))?;
+            .map_err(|e| format!("listen tcp {listen}: {}", crate::gocompat::errno_text(&e)))?;
         let inst = Arc::new(Instance {
             name: name.to_string(),
             listen: bound.clone(),
