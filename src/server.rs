@@ -121,7 +121,7 @@ impl Server {
             populate_from_file(&registry, path).await;
         }
         let address = crate::gocompat::join_host_port(&config.host, &config.port);
-        let std_listener = crate::proxy::addr::bind(&address).map_err(StartError::ApiBind)?;
+        let std_listener = crate::proxy::listen(&address).map_err(StartError::ApiBind)?;
         let listener = tokio::net::TcpListener::from_std(std_listener)
             .map_err(|e| StartError::ApiBind(e.to_string()))?;
         let api_addr = listener
@@ -129,8 +129,11 @@ impl Server {
             .map_err(|e| StartError::ApiBind(e.to_string()))?;
         tracing::info!(address = %api_addr, "Starting Toxiproxy HTTP server");
         let shutdown = CancellationToken::new();
-        let metrics =
-            crate::metrics::renderer(&registry, config.proxy_metrics, config.runtime_metrics);
+        let metrics = crate::metrics::renderer(
+            registry.metrics().clone(),
+            config.proxy_metrics,
+            config.runtime_metrics,
+        );
         let state = crate::api::ApiState {
             registry: registry.clone(),
             metrics,

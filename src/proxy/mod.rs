@@ -11,7 +11,7 @@
 //! the instance token (every connection closes at once) and waits for the accept loop to
 //! drop its listener, so the port is free when `stop` returns.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,8 +30,8 @@ mod splice;
 #[path = "splice_unsupported.rs"]
 mod splice;
 
+pub use crate::metrics::{DirectionCounters, InstanceStats};
 pub use chain::{Chain, ChainEntry};
-pub use link::DirectionCounters;
 
 /// Settings shared by every proxy of a server.
 #[derive(Debug, Clone)]
@@ -56,13 +56,11 @@ impl Default for EngineConfig {
     }
 }
 
-/// Live counters of one started proxy instance (one listen/upstream pair).
-#[derive(Debug, Default)]
-pub struct InstanceStats {
-    /// Indexed by `Direction::index()`.
-    pub directions: [DirectionCounters; 2],
-    /// Connections currently open (upstream dialled).
-    pub active: AtomicI64,
+/// Binds a TCP listener for `address` with the reference's rules (`localhost` is
+/// 127.0.0.1, wildcards are dual-stack, errors read `listen tcp …` as Go's do): the proxies
+/// and the API listen the same way.
+pub fn listen(address: &str) -> Result<std::net::TcpListener, String> {
+    addr::bind(address)
 }
 
 /// What a running proxy's connections share. Immutable for the instance's life: a
