@@ -12,48 +12,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use crate::metrics::Store;
-use crate::model::{Direction, ToxicKind};
+use crate::model::Direction;
 use crate::proxy::{addr, Chain, ChainEntry, EngineConfig, InstanceStats, Running};
 
-/// A proxy as the API shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProxySnapshot {
-    pub name: String,
-    /// The bound address once started (port 0 resolved), else the string given.
-    pub listen: String,
-    pub upstream: String,
-    pub enabled: bool,
-    /// Upstream toxics in chain order, then downstream toxics in chain order.
-    pub toxics: Vec<ToxicSnapshot>,
-}
-
-/// A toxic as the API shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ToxicSnapshot {
-    pub name: String,
-    /// The stream exactly as the client sent it (`"UpStream"` stays `"UpStream"`).
-    pub stream: String,
-    pub direction: Direction,
-    pub toxicity: f32,
-    pub kind: ToxicKind,
-}
-
-/// A proxy to create (POST /proxies, /populate, -config).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProxyInput {
-    pub name: String,
-    pub listen: String,
-    pub upstream: String,
-    pub enabled: bool,
-}
-
-/// A proxy update (POST or PATCH /proxies/{proxy}). `None` keeps the current value.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProxyPatch {
-    pub listen: Option<String>,
-    pub upstream: Option<String>,
-    pub enabled: Option<bool>,
-}
+pub use crate::model::proxy::{ProxyInput, ProxyPatch, ProxySnapshot, ToxicSnapshot};
 
 /// Errors of registry operations. `status()` and `to_string()` give the API's answer.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

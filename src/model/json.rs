@@ -33,8 +33,8 @@
 use std::fmt;
 
 use crate::gocompat::quote_char;
+use crate::model::proxy::{ProxyInput, ProxySnapshot, ToxicSnapshot};
 use crate::model::ToxicKind;
-use crate::registry::{ProxyInput, ProxySnapshot, ToxicSnapshot};
 
 /// Go's `maxNestingDepth` for the JSON scanner.
 pub const MAX_DEPTH: usize = 10_000;

@@ -2,6 +2,7 @@
 //! `encoding/json` manner, and JSON encoding with Go's escaping and key order.
 
 pub mod json;
+pub mod proxy;
 mod toxic;
 
 pub use toxic::{Direction, ToxicKind, TOXIC_TYPES};
