@@ -81,7 +81,11 @@ fn main_help(env: &Env) -> Outcome {
 }
 
 fn toxic_page(env: &Env) -> String {
-    let mut page = help::toxic_page(&env.prog);
+    with_toxic_types(env, help::toxic_page(&env.prog))
+}
+
+/// On a terminal, the toxic types and their attributes follow the `toxic` pages.
+fn with_toxic_types(env: &Env, mut page: String) -> String {
     if env.stdout_tty {
         page.push('\n');
         page.push_str(&help::toxic_types(&env.prog));
@@ -96,6 +100,9 @@ fn help_topic(env: &Env, args: &[String]) -> Outcome {
         return main_help(env);
     };
     if is_toxic(word) {
+        if args.len() == 1 {
+            return Outcome::print(with_toxic_types(env, help::toxic_topic_page(prog)));
+        }
         return toxic_help_topic(env, &args[1..]);
     }
     if is_help(word) {
@@ -260,7 +267,19 @@ mod tests {
         let create = run_args("help create");
         assert_eq!(create, run_args("create --help"));
         assert!(!create.stdout.contains("COMMANDS:"));
-        assert_eq!(run_args("toxic"), run_args("help toxic"));
+        // `help toxic` stops after DESCRIPTION, as toxiproxy-cli's does; `toxic` goes on
+        // with COMMANDS and OPTIONS.
+        let topic = run_args("help toxic");
+        let page = run_args("toxic");
+        assert_eq!(topic.code, 0);
+        assert!(topic
+            .stdout
+            .ends_with("toxic delete -n myToxic myProxy\n\n"));
+        assert!(!topic.stdout.contains("COMMANDS:") && !topic.stdout.contains("OPTIONS:"));
+        let head = page.stdout.split("\n\nCOMMANDS:").next().unwrap();
+        assert_eq!(topic.stdout, format!("{head}\n"));
+        assert_eq!(run_args("help t"), topic);
+        assert_eq!(run_args("toxic"), run_args("toxic help"));
         assert_eq!(run_args("toxic"), run_args("t --help"));
         assert_eq!(run_args("toxic add --help"), run_args("toxic help add"));
         assert_eq!(run_args("toxic add --help"), run_args("help toxic a"));
