@@ -185,26 +185,18 @@ mod tests {
         assert_eq!(split_host_port("a:1"), Ok(("a", "1")));
         assert_eq!(split_host_port(":1"), Ok(("", "1")));
         assert_eq!(split_host_port("[::1]:2"), Ok(("::1", "2")));
-        assert_eq!(
-            split_host_port("a").unwrap_err(),
-            "address a: missing port in address"
-        );
-        assert_eq!(
-            split_host_port("[::1]").unwrap_err(),
-            "address [::1]: missing port in address"
-        );
-        assert_eq!(
-            split_host_port("[::1").unwrap_err(),
-            "address [::1: missing ']' in address"
-        );
-        assert_eq!(
-            split_host_port("::1:2").unwrap_err(),
-            "address ::1:2: too many colons in address"
-        );
-        assert_eq!(
-            split_host_port("[::1]:2:3").unwrap_err(),
-            "address [::1]:2:3: too many colons in address"
-        );
+        for (addr, problem) in [
+            ("a", "missing port in address"),
+            ("[::1]", "missing port in address"),
+            ("[::1", "missing ']' in address"),
+            ("::1:2", "too many colons in address"),
+            ("[::1]:2:3", "too many colons in address"),
+        ] {
+            assert_eq!(
+                split_host_port(addr).unwrap_err(),
+                format!("address {addr}: {problem}")
+            );
+        }
         assert_eq!(split_url_host("h"), Ok(("h", None)));
         assert_eq!(split_url_host("[::1]"), Ok(("::1", None)));
         assert_eq!(split_url_host("h:"), Ok(("h", Some(""))));
