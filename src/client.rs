@@ -36,10 +36,11 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{header, Method, Request};
@@ -48,6 +49,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::net::TcpStream;
 
+use crate::gocompat::{errno_text, lower_first, split_url_host};
 use crate::model::json::{self, DecodeError};
 use crate::toxics;
 
@@ -615,7 +617,7 @@ impl Client {
         } else if let Some(userinfo) = &target.userinfo {
             request = request.header(
                 header::AUTHORIZATION,
-                format!("Basic {}", base64(percent_decode(userinfo).as_bytes())),
+                format!("Basic {}", STANDARD.encode(percent_decode(userinfo))),
             );
         }
         let body = body.unwrap_or_default();
@@ -681,9 +683,8 @@ async fn connect(host: &str, port: u16) -> Result<TcpStream, (TransportKind, Str
         match TcpStream::connect(addr).await {
             Ok(stream) => return Ok(stream),
             Err(e) => {
-                first_error.get_or_insert_with(|| {
-                    format!("dial tcp {addr}: connect: {}", go_errno_text(&e))
-                });
+                first_error
+                    .get_or_insert_with(|| format!("dial tcp {addr}: connect: {}", errno_text(&e)));
             }
         }
     }
@@ -705,25 +706,6 @@ fn lookup_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// An OS error as Go prints it: `connection refused` rather than
-/// `Connection refused (os error 111)`.
-fn go_errno_text(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    let text = match text.find(" (os error ") {
-        Some(i) => &text[..i],
-        None => &text,
-    };
-    lower_first(text)
-}
-
-fn lower_first(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(c) => c.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
 fn hyper_reason(e: &hyper::Error, local: Option<SocketAddr>, peer: Option<SocketAddr>) -> String {
     if e.is_incomplete_message() {
         return "EOF".to_string();
@@ -733,8 +715,8 @@ fn hyper_reason(e: &hyper::Error, local: Option<SocketAddr>, peer: Option<Socket
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             let op = if e.is_user() { "write" } else { "read" };
             return match (local, peer) {
-                (Some(l), Some(p)) => format!("{op} tcp {l}->{p}: {op}: {}", go_errno_text(io)),
-                _ => go_errno_text(io),
+                (Some(l), Some(p)) => format!("{op} tcp {l}->{p}: {op}: {}", errno_text(io)),
+                _ => errno_text(io),
             };
         }
         source = s.source();
@@ -774,24 +756,7 @@ fn parse_target(endpoint: &str) -> Result<Target, String> {
     if hostport.is_empty() {
         return Err("http: no Host in request URL".to_string());
     }
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let end = v6
-            .find(']')
-            .ok_or_else(|| format!("missing ']' in host {hostport:?}"))?;
-        let host = &v6[..end];
-        let after = &v6[end + 1..];
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p),
-            None if after.is_empty() => None,
-            None => return Err(format!("invalid port {after:?} after host")),
-        };
-        (host.to_string(), port)
-    } else {
-        match hostport.rfind(':') {
-            Some(i) => (hostport[..i].to_string(), Some(&hostport[i + 1..])),
-            None => (hostport.to_string(), None),
-        }
-    };
+    let (host, port) = split_url_host(hostport)?;
     if host.is_empty() {
         return Err("http: no Host in request URL".to_string());
     }
@@ -804,7 +769,7 @@ fn parse_target(endpoint: &str) -> Result<Target, String> {
     let hostport = hostport.strip_suffix(':').unwrap_or(hostport);
     Ok(Target {
         authority: hostport.to_string(),
-        host,
+        host: host.to_string(),
         port,
         prefix: prefix.to_string(),
         userinfo,
@@ -844,55 +809,19 @@ fn toxic_path(proxy: &str, toxic: &str) -> String {
 /// Percent-encodes everything but RFC 3986 unreserved characters, so any name (with
 /// spaces, slashes, `?`, non-ASCII ...) stays one path segment.
 pub fn encode_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for &b in segment.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    const SEGMENT_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(segment, SEGMENT_ESCAPED).to_string()
 }
 
+/// `%XX` escapes decoded; a malformed escape stays as written.
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let hex = |b: u8| char::from(b).to_digit(16);
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 3 <= bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -1005,10 +934,7 @@ mod tests {
     }
 
     #[test]
-    fn base64_and_percent_decode() {
-        assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
-        assert_eq!(base64(b"a"), "YQ==");
-        assert_eq!(base64(b"ab"), "YWI=");
+    fn percent_decodes_userinfo() {
         assert_eq!(percent_decode("a%40b"), "a@b");
         assert_eq!(percent_decode("50%"), "50%");
     }

@@ -14,15 +14,27 @@
 //! * [`logging`]: zerolog-style JSON (or text) logs on stdout, `LOG_LEVEL`;
 //! * [`server`]: start a whole server in-process ([`server::Server::start`]);
 //! * [`client`]: a typed async client for every API route (the `toxi` CLI uses it).
+//! * [`gocompat`]: Go-compatible helpers shared by both sides (flags, quoting, errno texts,
+//!   `host:port`).
+//!
+//! Everything from `proxy` to `server` (and `metrics`, `logging`) is the default feature
+//! `server`; `model`, `toxics`, `client` and `gocompat` are always there.
 #![deny(unsafe_code)]
 
+#[cfg(feature = "server")]
 pub mod api;
 pub mod client;
+pub mod gocompat;
+#[cfg(feature = "server")]
 pub mod logging;
+#[cfg(feature = "server")]
 pub mod metrics;
 pub mod model;
+#[cfg(feature = "server")]
 pub mod proxy;
+#[cfg(feature = "server")]
 pub mod registry;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod toxics;
 

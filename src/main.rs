@@ -4,177 +4,154 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use toxi::gocompat::flag::{self, FlagError, FlagSpec, Mode, Value};
+use toxi::gocompat::parse_duration;
 use toxi::server::{Config, Server};
 
-/// The flags, parsed by clap after `normalise` turned Go's `-flag` forms into `--flag`.
-#[derive(Parser, Debug)]
-#[command(disable_help_flag = true, disable_version_flag = true)]
+/// The flags, with the reference's defaults. A new flag is a field here, a row in
+/// [`FLAGS`] and an arm in [`Flags::set`].
+#[derive(Debug)]
 struct Flags {
-    #[arg(long, default_value = "localhost")]
     host: String,
-    #[arg(long, default_value = "8474")]
     port: String,
-    #[arg(long)]
     config: Option<String>,
-    #[arg(long, allow_negative_numbers = true)]
     seed: Option<i64>,
-    #[arg(long = "proxy-metrics", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = parse_go_bool)]
-    proxy_metrics: Option<bool>,
-    #[arg(long = "runtime-metrics", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = parse_go_bool)]
-    runtime_metrics: Option<bool>,
-    #[arg(long, num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = parse_go_bool)]
-    version: Option<bool>,
-    #[arg(long = "dial-timeout", value_parser = parse_go_duration)]
-    dial_timeout: Option<Duration>,
-    #[arg(long = "dial-retry", value_parser = parse_go_duration)]
-    dial_retry: Option<Duration>,
-    #[arg(long = "shutdown-grace", value_parser = parse_go_duration)]
-    shutdown_grace: Option<Duration>,
-    #[arg(long = "api-token")]
+    proxy_metrics: bool,
+    runtime_metrics: bool,
+    version: bool,
+    dial_timeout: Duration,
+    dial_retry: Duration,
+    shutdown_grace: Duration,
+    toxic_buffer_bytes: usize,
     api_token: Option<String>,
-    #[arg(long = "toxic-buffer-bytes")]
-    toxic_buffer_bytes: Option<usize>,
-    /// Positional arguments are ignored, as in the reference.
-    #[arg(hide = true)]
-    rest: Vec<String>,
 }
 
-/// Go's `strconv.ParseBool`.
-fn parse_go_bool(s: &str) -> Result<bool, String> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err("parse error".into()),
+impl Default for Flags {
+    fn default() -> Flags {
+        Flags {
+            host: "localhost".into(),
+            port: "8474".into(),
+            config: None,
+            seed: None,
+            proxy_metrics: false,
+            runtime_metrics: false,
+            version: false,
+            dial_timeout: Duration::from_secs(10),
+            dial_retry: toxi::proxy::DEFAULT_DIAL_RETRY,
+            shutdown_grace: toxi::server::DEFAULT_SHUTDOWN_GRACE,
+            toxic_buffer_bytes: toxi::proxy::TOXIC_BUFFER_BYTES,
+            api_token: None,
+        }
     }
 }
 
-/// A subset of Go's `time.ParseDuration`: a number with a unit (`ns`, `us`, `ms`, `s`, `m`,
-/// `h`), possibly repeated (`1m30s`).
-fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let err = || format!("invalid duration {s:?}");
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err(err());
-    }
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(err)?;
-        let value: f64 = rest[..num_end].parse().map_err(|_| err())?;
-        let unit_end = rest[num_end..]
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .map_or(rest.len(), |i| num_end + i);
-        let scale = match &rest[num_end..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(err()),
-        };
-        total += value * scale;
-        rest = &rest[unit_end..];
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| err())
+/// One flag as `-help` lists it: name, value type (`""` for a bool flag) and usage line.
+struct ServerFlag {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
 }
 
-const USAGE_FLAGS: &[(&str, &str, &str)] = &[
-    ("api-token", " string", "\tRequire 'Authorization: Bearer <token>' on every API route but /version (also TOXI_API_TOKEN)"),
-    ("config", " string", "\tJSON file containing proxies to create on startup"),
-    ("dial-retry", " duration", "\tHow long a refused upstream dial is retried before the client is closed; 0 closes at once (default 100ms)"),
-    ("dial-timeout", " duration", "\tHow long a connection waits for its upstream dial (default 10s)"),
-    ("host", " string", "\tHost for toxiproxy's API to listen on (default \"localhost\")"),
-    ("port", " string", "\tPort for toxiproxy's API to listen on (default \"8474\")"),
-    ("proxy-metrics", "", "\tenable toxiproxy-specific prometheus metrics (default \"false\")"),
-    ("runtime-metrics", "", "\tenable runtime-related prometheus metrics (default \"false\")"),
-    ("seed", " int", "\tSeed for randomizing toxics with (default random)"),
-    ("toxic-buffer-bytes", " int", "\tMost data bytes the toxics of one connection direction hold before reading pauses (default 4194304)"),
-    ("shutdown-grace", " duration", "\tOn SIGTERM or SIGINT, how long open connections may finish before they are closed; 0 closes at once (default 5s)"),
-    ("version", "", "\tprint the version (default \"false\")"),
+impl FlagSpec for ServerFlag {
+    fn names(&self) -> &[&str] {
+        std::slice::from_ref(&self.name)
+    }
+    fn is_bool(&self) -> bool {
+        self.kind.is_empty()
+    }
+}
+
+/// In the order Go's `PrintDefaults` lists them (by name).
+const FLAGS: &[ServerFlag] = &[
+    ServerFlag { name: "api-token", kind: "string", help: "Require 'Authorization: Bearer <token>' on every API route but /version (also TOXI_API_TOKEN)" },
+    ServerFlag { name: "config", kind: "string", help: "JSON file containing proxies to create on startup" },
+    ServerFlag { name: "dial-retry", kind: "duration", help: "How long a refused upstream dial is retried before the client is closed; 0 closes at once (default 100ms)" },
+    ServerFlag { name: "dial-timeout", kind: "duration", help: "How long a connection waits for its upstream dial (default 10s)" },
+    ServerFlag { name: "host", kind: "string", help: "Host for toxiproxy's API to listen on (default \"localhost\")" },
+    ServerFlag { name: "port", kind: "string", help: "Port for toxiproxy's API to listen on (default \"8474\")" },
+    ServerFlag { name: "proxy-metrics", kind: "", help: "enable toxiproxy-specific prometheus metrics (default \"false\")" },
+    ServerFlag { name: "runtime-metrics", kind: "", help: "enable runtime-related prometheus metrics (default \"false\")" },
+    ServerFlag { name: "seed", kind: "int", help: "Seed for randomizing toxics with (default random)" },
+    ServerFlag { name: "shutdown-grace", kind: "duration", help: "On SIGTERM or SIGINT, how long open connections may finish before they are closed; 0 closes at once (default 5s)" },
+    ServerFlag { name: "toxic-buffer-bytes", kind: "int", help: "Most data bytes the toxics of one connection direction hold before reading pauses (default 4194304)" },
+    ServerFlag { name: "version", kind: "", help: "print the version (default \"false\")" },
 ];
+
+impl Flags {
+    /// Stores one given flag; `Err(())` when its value does not parse as its type.
+    fn set(&mut self, name: &str, value: Value) -> Result<(), ()> {
+        match (name, value) {
+            ("host", Value::Text(v)) => self.host = v,
+            ("port", Value::Text(v)) => self.port = v,
+            ("config", Value::Text(v)) => self.config = Some(v),
+            ("seed", Value::Text(v)) => self.seed = Some(v.parse().map_err(|_| ())?),
+            ("proxy-metrics", Value::Bool(v)) => self.proxy_metrics = v,
+            ("runtime-metrics", Value::Bool(v)) => self.runtime_metrics = v,
+            ("version", Value::Bool(v)) => self.version = v,
+            ("dial-timeout", Value::Text(v)) => self.dial_timeout = parse_duration(&v).ok_or(())?,
+            ("dial-retry", Value::Text(v)) => self.dial_retry = parse_duration(&v).ok_or(())?,
+            ("shutdown-grace", Value::Text(v)) => {
+                self.shutdown_grace = parse_duration(&v).ok_or(())?
+            }
+            ("toxic-buffer-bytes", Value::Text(v)) => {
+                self.toxic_buffer_bytes = v.parse().map_err(|_| ())?
+            }
+            ("api-token", Value::Text(v)) => self.api_token = Some(v),
+            _ => return Err(()),
+        }
+        Ok(())
+    }
+}
 
 fn usage(argv0: &str) -> String {
     let mut out = format!("Usage of {argv0}:\n");
-    for (name, kind, help) in USAGE_FLAGS {
-        out.push_str(&format!("  -{name}{kind}\n    {help}\n"));
+    for f in FLAGS {
+        let kind = if f.kind.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", f.kind)
+        };
+        out.push_str(&format!("  -{}{kind}\n    \t{}\n", f.name, f.help));
     }
     out
 }
 
-/// Turns Go flag syntax into clap's: `-flag` and `-flag=v` become `--flag`/`--flag=v`.
-/// Parsing stops at the first non-flag argument or `--`, as Go's `flag` package does.
-/// Returns `Err(name)` for `-h`/`-help`/`--help`.
-fn normalise(args: &[String]) -> Result<Vec<String>, ()> {
-    let mut out = Vec::with_capacity(args.len());
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        if arg == "--" || !arg.starts_with('-') || arg == "-" {
-            out.push("--".into());
-            out.extend(iter.cloned());
-            break;
-        }
-        let name = arg.trim_start_matches('-');
-        let bare = name.split('=').next().unwrap_or_default();
-        if bare == "h" || bare == "help" {
-            return Err(());
-        }
-        out.push(format!("--{name}"));
-        // A separate value belongs to non-boolean flags.
-        if !name.contains('=') && !matches!(bare, "proxy-metrics" | "runtime-metrics" | "version") {
-            if let Some(value) = iter.next() {
-                out.push(value.clone());
-            }
-        }
+/// Parses the arguments as Go's `flag` package does; positional arguments are ignored, as
+/// in the reference.
+fn parse_flags(args: &[String]) -> Result<Flags, FlagError> {
+    let mut flags = Flags::default();
+    for given in flag::parse(FLAGS, args, Mode::Stop)?.flags {
+        let text = match &given.value {
+            Value::Text(t) => t.clone(),
+            Value::Bool(_) => String::new(),
+        };
+        flags
+            .set(given.spec.name, given.value)
+            .map_err(|()| FlagError::InvalidValue {
+                name: given.name,
+                value: text,
+            })?;
     }
-    Ok(out)
+    Ok(flags)
 }
 
+/// Go's `flag.ExitOnError`: a help request prints the usage and exits 0, any other error
+/// prints the error and the usage and exits 2.
 fn parse(argv0: &str, args: &[String]) -> Result<Flags, ExitCode> {
-    let Ok(normalised) = normalise(args) else {
-        eprint!("{}", usage(argv0));
-        return Err(ExitCode::SUCCESS);
-    };
-    let mut clap_args = vec![argv0.to_string()];
-    clap_args.extend(normalised);
-    Flags::try_parse_from(clap_args).map_err(|e| {
-        use clap::error::{ContextKind, ErrorKind};
-        let arg = e
-            .get(ContextKind::InvalidArg)
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        let flag = arg
-            .split(['=', ' '])
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches('-')
-            .to_string();
-        match e.kind() {
-            ErrorKind::UnknownArgument => eprintln!("flag provided but not defined: -{flag}"),
-            ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
-                let value = e
-                    .get(ContextKind::InvalidValue)
-                    .map(|v| v.to_string())
-                    .unwrap_or_default();
-                eprintln!("invalid value {value:?} for flag -{flag}: parse error");
-            }
-            _ => eprintln!(
-                "{}",
-                e.to_string().lines().next().unwrap_or("invalid arguments")
-            ),
+    parse_flags(args).map_err(|e| {
+        if e != FlagError::HelpRequested {
+            eprintln!("{e}");
         }
         eprint!("{}", usage(argv0));
-        ExitCode::from(2)
+        if e == FlagError::HelpRequested {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        }
     })
 }
 
-/// Sets up logging from `LOG_LEVEL` and `LOG_FORMAT` (see `toxi::logging`). The guard
-/// flushes queued lines when `main` returns.
+/// Sets up logging from `LOG_LEVEL` and `LOG_FORMAT` (see `toxi::logging`).
 fn init_logging() -> toxi::logging::LogGuard {
     toxi::logging::init()
 }
@@ -205,7 +182,7 @@ fn main() -> ExitCode {
         Ok(f) => f,
         Err(code) => return code,
     };
-    if flags.version == Some(true) {
+    if flags.version {
         println!("toxiproxy-server version {}", toxi::VERSION);
         return ExitCode::SUCCESS;
     }
@@ -215,16 +192,12 @@ fn main() -> ExitCode {
         port: flags.port,
         config_file: flags.config.filter(|c| !c.is_empty()).map(Into::into),
         seed: flags.seed,
-        proxy_metrics: flags.proxy_metrics.unwrap_or(false),
-        runtime_metrics: flags.runtime_metrics.unwrap_or(false),
-        dial_timeout: flags.dial_timeout.unwrap_or(Duration::from_secs(10)),
-        toxic_buffer_bytes: flags
-            .toxic_buffer_bytes
-            .unwrap_or(toxi::proxy::TOXIC_BUFFER_BYTES),
-        dial_retry: flags.dial_retry.unwrap_or(toxi::proxy::DEFAULT_DIAL_RETRY),
-        shutdown_grace: flags
-            .shutdown_grace
-            .unwrap_or(toxi::server::DEFAULT_SHUTDOWN_GRACE),
+        proxy_metrics: flags.proxy_metrics,
+        runtime_metrics: flags.runtime_metrics,
+        dial_timeout: flags.dial_timeout,
+        toxic_buffer_bytes: flags.toxic_buffer_bytes,
+        dial_retry: flags.dial_retry,
+        shutdown_grace: flags.shutdown_grace,
         api_token: flags
             .api_token
             .or_else(|| std::env::var("TOXI_API_TOKEN").ok())
@@ -285,41 +258,51 @@ mod tests {
 
     #[test]
     fn go_style_flags() {
-        let f = parse(
-            "x",
-            &strings(&[
-                "-host=0.0.0.0",
-                "--port",
-                "9",
-                "-proxy-metrics",
-                "-seed",
-                "-5",
-            ]),
-        )
+        let f = parse_flags(&strings(&[
+            "-host=0.0.0.0",
+            "--port",
+            "9",
+            "-proxy-metrics",
+            "-seed",
+            "-5",
+        ]))
         .unwrap();
         assert_eq!(f.host, "0.0.0.0");
         assert_eq!(f.port, "9");
-        assert_eq!(f.proxy_metrics, Some(true));
+        assert!(f.proxy_metrics);
         assert_eq!(f.seed, Some(-5));
-        let f = parse(
-            "x",
-            &strings(&["-runtime-metrics=false", "-dial-timeout=1m30s", "pos", "-x"]),
-        )
+        let f = parse_flags(&strings(&[
+            "-runtime-metrics=false",
+            "-dial-timeout=1m30s",
+            "pos",
+            "-x",
+        ]))
         .unwrap();
-        assert_eq!(f.runtime_metrics, Some(false));
-        assert_eq!(f.dial_timeout, Some(Duration::from_secs(90)));
-        assert!(parse("x", &strings(&["-bogus"])).is_err());
-        assert!(parse("x", &strings(&["-h"])).is_err());
+        assert!(!f.runtime_metrics);
+        assert_eq!(f.dial_timeout, Duration::from_secs(90));
+        let err = |a: &[&str]| parse_flags(&strings(a)).unwrap_err().to_string();
+        assert_eq!(err(&["-bogus"]), "flag provided but not defined: -bogus");
+        assert_eq!(err(&["-h"]), "flag: help requested");
+        assert_eq!(
+            err(&["-seed", "x"]),
+            "invalid value \"x\" for flag -seed: parse error"
+        );
+        assert_eq!(
+            err(&["-dial-timeout=5"]),
+            "invalid value \"5\" for flag -dial-timeout: parse error"
+        );
+        assert_eq!(
+            err(&["-version=maybe"]),
+            "invalid boolean value \"maybe\" for -version: parse error"
+        );
+        assert_eq!(err(&["-port"]), "flag needs an argument: -port");
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(
-            parse_go_duration("500ms").unwrap(),
-            Duration::from_millis(500)
-        );
-        assert_eq!(parse_go_duration("2s").unwrap(), Duration::from_secs(2));
-        assert!(parse_go_duration("2").is_err());
-        assert!(parse_go_duration("").is_err());
+    fn usage_lists_every_flag() {
+        let u = usage("toxi-server");
+        assert!(u.starts_with("Usage of toxi-server:\n  -api-token string\n    \tRequire"));
+        assert!(u.contains("\n  -version\n    \tprint the version"));
+        assert_eq!(u.lines().count(), 1 + 2 * FLAGS.len());
     }
 }

@@ -41,7 +41,7 @@
 //! Tokio tasks, `go_threads` the number of OS threads, and `go_info{version}` names toxi.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus::core::{Collector, Desc};
@@ -49,12 +49,28 @@ use prometheus::proto::MetricFamily;
 use prometheus::{CounterVec, GaugeVec, IntCounterVec, Opts, TextEncoder};
 
 use crate::model::Direction;
-use crate::proxy::InstanceStats;
-use crate::registry::Registry;
 
 /// A function that renders the metrics text, or `None` when neither metrics flag is set
 /// (then `/metrics` is not routed, as in the reference).
 pub type Renderer = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Byte counters of one direction, updated live by the data path.
+#[derive(Debug, Default)]
+pub struct DirectionCounters {
+    /// Bytes read from the source socket.
+    pub received: AtomicU64,
+    /// Bytes written to the destination socket.
+    pub sent: AtomicU64,
+}
+
+/// Live counters of one started proxy instance (one listen/upstream pair).
+#[derive(Debug, Default)]
+pub struct InstanceStats {
+    /// Indexed by `Direction::index()`.
+    pub directions: [DirectionCounters; 2],
+    /// Connections currently open (upstream dialled).
+    pub active: AtomicI64,
+}
 
 /// The labels of one proxy instance's series.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -160,15 +176,11 @@ impl Store {
 }
 
 /// Builds the `/metrics` renderer for the flags given.
-pub fn renderer(
-    registry: &Arc<Registry>,
-    proxy_metrics: bool,
-    runtime_metrics: bool,
-) -> Option<Renderer> {
+pub fn renderer(store: Arc<Store>, proxy_metrics: bool, runtime_metrics: bool) -> Option<Renderer> {
     if !proxy_metrics && !runtime_metrics {
         return None;
     }
-    let exposition = Exposition::new(registry.metrics().clone(), proxy_metrics, runtime_metrics);
+    let exposition = Exposition::new(store, proxy_metrics, runtime_metrics);
     Some(Arc::new(move || exposition.render()))
 }
 

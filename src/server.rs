@@ -123,15 +123,6 @@ pub struct Server {
     api_task: JoinHandle<()>,
 }
 
-/// Joins host and port like Go's `net.JoinHostPort`.
-fn join_host_port(host: &str, port: &str) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
 impl Server {
     /// Builds the registry, populates it from `config.config_file` (errors are logged, not
     /// fatal, as in the reference), binds the API and starts serving it.
@@ -148,8 +139,8 @@ impl Server {
         if let Some(path) = &config.config_file {
             populate_from_file(&registry, path).await;
         }
-        let address = join_host_port(&config.host, &config.port);
-        let std_listener = crate::proxy::addr::bind(&address).map_err(StartError::ApiBind)?;
+        let address = crate::gocompat::join_host_port(&config.host, &config.port);
+        let std_listener = crate::proxy::listen(&address).map_err(StartError::ApiBind)?;
         let listener = tokio::net::TcpListener::from_std(std_listener)
             .map_err(|e| StartError::ApiBind(e.to_string()))?;
         let api_addr = listener
@@ -157,8 +148,11 @@ impl Server {
             .map_err(|e| StartError::ApiBind(e.to_string()))?;
         tracing::info!(address = %api_addr, "Starting Toxiproxy HTTP server");
         let shutdown = CancellationToken::new();
-        let metrics =
-            crate::metrics::renderer(&registry, config.proxy_metrics, config.runtime_metrics);
+        let metrics = crate::metrics::renderer(
+            registry.metrics().clone(),
+            config.proxy_metrics,
+            config.runtime_metrics,
+        );
         let state = crate::api::ApiState {
             registry: registry.clone(),
             metrics,

@@ -7,72 +7,10 @@ use crate::catalog::{
     GLOBAL_FLAGS, HELP_FLAG,
 };
 use crate::commands;
+use crate::context::{Env, Host, HostSource, Outcome, VERSION};
 use crate::help::{self, Form};
 
-/// The crate version, printed by `--version` and on the main help page.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// What the program was started with, besides its arguments.
-#[derive(Debug, Clone)]
-pub struct Env {
-    /// The program name used in help pages and hints (`toxi`, or `toxiproxy-cli` through a
-    /// link of that name).
-    pub prog: String,
-    /// `TOXIPROXY_URL`, if set.
-    pub toxiproxy_url: Option<String>,
-    pub stdout_tty: bool,
-    pub stderr_tty: bool,
-}
-
-/// Where the API address came from, for error hints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostSource {
-    Flag,
-    Environment,
-    Default,
-}
-
-/// The API address to use and where it came from.
-#[derive(Debug, Clone)]
-pub struct Host {
-    pub url: String,
-    pub source: HostSource,
-}
-
-/// What to print and the exit code.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub stdout: String,
-    pub stderr: String,
-    pub code: i32,
-}
-
 impl Outcome {
-    pub fn print(stdout: impl Into<String>) -> Outcome {
-        Outcome {
-            stdout: stdout.into(),
-            ..Outcome::default()
-        }
-    }
-
-    /// A handled error: `message` and a newline on stderr, exit 1. Most reference messages
-    /// end in their own newline, which leaves an empty line after them.
-    pub fn fail(message: impl AsRef<str>) -> Outcome {
-        Outcome {
-            stderr: format!("{}\n", message.as_ref()),
-            code: 1,
-            ..Outcome::default()
-        }
-    }
-
-    /// A handled error shown after a help page.
-    pub fn fail_with_help(page: String, message: impl AsRef<str>) -> Outcome {
-        Outcome {
-            stdout: page,
-            ..Outcome::fail(message)
-        }
-    }
-
     fn no_help_topic(word: &str) -> Outcome {
         Outcome {
             stderr: format!("No help topic for '{word}'\n"),
@@ -143,7 +81,11 @@ fn main_help(env: &Env) -> Outcome {
 }
 
 fn toxic_page(env: &Env) -> String {
-    let mut page = help::toxic_page(&env.prog);
+    with_toxic_types(env, help::toxic_page(&env.prog))
+}
+
+/// On a terminal, the toxic types and their attributes follow the `toxic` pages.
+fn with_toxic_types(env: &Env, mut page: String) -> String {
     if env.stdout_tty {
         page.push('\n');
         page.push_str(&help::toxic_types(&env.prog));
@@ -158,6 +100,9 @@ fn help_topic(env: &Env, args: &[String]) -> Outcome {
         return main_help(env);
     };
     if is_toxic(word) {
+        if args.len() == 1 {
+            return Outcome::print(with_toxic_types(env, help::toxic_topic_page(prog)));
+        }
         return toxic_help_topic(env, &args[1..]);
     }
     if is_help(word) {
@@ -322,7 +267,19 @@ mod tests {
         let create = run_args("help create");
         assert_eq!(create, run_args("create --help"));
         assert!(!create.stdout.contains("COMMANDS:"));
-        assert_eq!(run_args("toxic"), run_args("help toxic"));
+        // `help toxic` stops after DESCRIPTION, as toxiproxy-cli's does; `toxic` goes on
+        // with COMMANDS and OPTIONS.
+        let topic = run_args("help toxic");
+        let page = run_args("toxic");
+        assert_eq!(topic.code, 0);
+        assert!(topic
+            .stdout
+            .ends_with("toxic delete -n myToxic myProxy\n\n"));
+        assert!(!topic.stdout.contains("COMMANDS:") && !topic.stdout.contains("OPTIONS:"));
+        let head = page.stdout.split("\n\nCOMMANDS:").next().unwrap();
+        assert_eq!(topic.stdout, format!("{head}\n"));
+        assert_eq!(run_args("help t"), topic);
+        assert_eq!(run_args("toxic"), run_args("toxic help"));
         assert_eq!(run_args("toxic"), run_args("t --help"));
         assert_eq!(run_args("toxic add --help"), run_args("toxic help add"));
         assert_eq!(run_args("toxic add --help"), run_args("help toxic a"));

@@ -1,49 +1,23 @@
-//! Flag parsing with Go's `flag` package rules, as urfave/cli uses it.
-//!
-//! * `-x` and `--x` are the same flag; a value follows as `-x=value` or as the next
-//!   argument (string and slice flags only; a bool flag takes `=value` or nothing).
-//! * `--` ends the flags; a lone `-` is a positional argument.
-//! * An undefined `-h` or `-help` is a help request (`flag: help requested`).
+//! The CLI's flags: [`toxi::gocompat::flag`] (Go's `flag` rules, as urfave/cli uses them)
+//! over the catalog's [`FlagDef`]s, collected by canonical name.
 //!
 //! [`Mode::Stop`] stops at the first positional argument, as Go does. [`Mode::Anywhere`]
 //! keeps reading flags after positional arguments too, as `toxiproxy-cli` 2.1.4 did, so both
 //! `create -l A -u B chaos` and `create chaos -l A -u B` work.
 
 use std::collections::HashMap;
-use std::fmt;
+
+use toxi::gocompat::flag::{self, FlagSpec, Value};
+pub use toxi::gocompat::flag::{FlagError, Mode};
 
 use crate::catalog::{FlagDef, FlagKind};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Stop,
-    Anywhere,
-}
-
-/// A flag error, worded as Go's `flag` package words it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FlagError {
-    NotDefined(String),
-    NeedsArgument(String),
-    BadSyntax(String),
-    InvalidBool { name: String, value: String },
-    HelpRequested,
-}
-
-impl fmt::Display for FlagError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FlagError::NotDefined(name) => write!(f, "flag provided but not defined: -{name}"),
-            FlagError::NeedsArgument(name) => write!(f, "flag needs an argument: -{name}"),
-            FlagError::BadSyntax(arg) => write!(f, "bad flag syntax: {arg}"),
-            FlagError::InvalidBool { name, value } => {
-                write!(
-                    f,
-                    "invalid boolean value {value:?} for -{name}: parse error"
-                )
-            }
-            FlagError::HelpRequested => f.write_str("flag: help requested"),
-        }
+impl FlagSpec for FlagDef {
+    fn names(&self) -> &[&str] {
+        self.names
+    }
+    fn is_bool(&self) -> bool {
+        self.kind == FlagKind::Bool
     }
 }
 
@@ -81,81 +55,27 @@ impl Parsed {
     }
 }
 
-fn parse_go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
-
 /// Parses `args` against `flags`. In [`Mode::Stop`], the positionals are the first
 /// non-flag argument and everything after it.
 pub fn parse(flags: &[&FlagDef], args: &[String], mode: Mode) -> Result<Parsed, FlagError> {
-    let mut parsed = Parsed::default();
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        i += 1;
-        if arg.len() < 2 || !arg.starts_with('-') {
-            parsed.positionals.push(arg.clone());
-            if mode == Mode::Stop {
-                parsed.positionals.extend(args[i..].iter().cloned());
-                break;
-            }
-            continue;
-        }
-        let body = if let Some(rest) = arg.strip_prefix("--") {
-            if rest.is_empty() {
-                // "--": everything after is positional.
-                parsed.positionals.extend(args[i..].iter().cloned());
-                break;
-            }
-            rest
-        } else {
-            &arg[1..]
-        };
-        if body.starts_with('-') || body.starts_with('=') {
-            return Err(FlagError::BadSyntax(arg.clone()));
-        }
-        let (name, value) = match body.split_once('=') {
-            Some((n, v)) => (n, Some(v)),
-            None => (body, None),
-        };
-        let Some(def) = flags.iter().find(|f| f.names.contains(&name)) else {
-            if name == "help" || name == "h" {
-                return Err(FlagError::HelpRequested);
-            }
-            return Err(FlagError::NotDefined(name.to_string()));
-        };
-        let key = def.canonical();
-        match def.kind {
-            FlagKind::Bool => {
-                let v = match value {
-                    None => true,
-                    Some(v) => parse_go_bool(v).ok_or_else(|| FlagError::InvalidBool {
-                        name: name.to_string(),
-                        value: v.to_string(),
-                    })?,
-                };
+    let given = flag::parse(flags, args, mode)?;
+    let mut parsed = Parsed {
+        positionals: given.positionals,
+        ..Parsed::default()
+    };
+    for g in given.flags {
+        let key = g.spec.canonical();
+        match (g.value, g.spec.kind) {
+            (Value::Bool(v), _) => {
                 parsed.bools.insert(key, v);
             }
-            FlagKind::Str | FlagKind::Slice => {
-                let v = match value {
-                    Some(v) => v.to_string(),
-                    None if i < args.len() => {
-                        i += 1;
-                        args[i - 1].clone()
-                    }
-                    None => return Err(FlagError::NeedsArgument(name.to_string())),
-                };
-                if def.kind == FlagKind::Str {
-                    parsed.strings.insert(key, v);
-                } else {
-                    // urfave splits slice values at commas and trims each part.
-                    let list = parsed.slices.entry(key).or_default();
-                    list.extend(v.split(',').map(|p| p.trim().to_string()));
-                }
+            (Value::Text(v), FlagKind::Slice) => {
+                // urfave splits slice values at commas and trims each part.
+                let list = parsed.slices.entry(key).or_default();
+                list.extend(v.split(',').map(|p| p.trim().to_string()));
+            }
+            (Value::Text(v), _) => {
+                parsed.strings.insert(key, v);
             }
         }
     }

@@ -4,10 +4,10 @@
 use serde_json::{Map, Value};
 use toxi::client::{Client, ClientError, NewProxy, NewToxic, ToxicUpdate, TransportKind};
 
-use crate::app::{Env, Host, HostSource, Outcome, VERSION};
 use crate::args::Parsed;
 use crate::catalog::Action;
 use crate::completions;
+use crate::context::{Env, Host, HostSource, Outcome, VERSION};
 use crate::output::{self, Style};
 
 /// Everything a command needs.

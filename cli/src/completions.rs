@@ -1,7 +1,7 @@
 //! `completions bash|zsh|fish`: shell completion scripts for commands, aliases, flags, toxic
 //! types, and proxy names (read from the server with `list`, honouring `-h`).
 
-use crate::app::Outcome;
+use crate::context::Outcome;
 
 const BASH: &str = r#"# bash completion for {prog}
 # Install: {prog} completions bash > /etc/bash_completion.d/{prog}

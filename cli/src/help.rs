@@ -129,14 +129,9 @@ pub fn command_page(prog: &str, parent: Option<&str>, cmd: &CommandDef, form: Fo
     tabwriter::align(&page, 1, 2)
 }
 
-/// The `toxic` page (`toxic` alone, `toxic --help`, `help toxic`).
+/// The `toxic` page (`toxic` alone, `toxic --help`, `toxic help`).
 pub fn toxic_page(prog: &str) -> String {
-    let help_name = format!("{prog} {}", catalog::TOXIC_NAME);
-    let mut page = name_section(&help_name, &fill(TOXIC_USAGE, prog));
-    page.push_str("\n\nUSAGE:\n   ");
-    page.push_str(&help_name);
-    page.push_str(" [command options]\n\nDESCRIPTION:\n   ");
-    page.push_str(&wrap(&fill(TOXIC_DESCRIPTION, prog), 3));
+    let mut page = toxic_head(prog);
     page.push_str("\n\nCOMMANDS:");
     let mut entries: Vec<(String, String)> = TOXIC_COMMANDS
         .iter()
@@ -148,6 +143,24 @@ pub fn toxic_page(prog: &str) -> String {
     page.push_str(&flags_block(&[&HELP_FLAG]));
     page.push('\n');
     tabwriter::align(&page, 1, 2)
+}
+
+/// `help toxic`: as the reference prints it, the `toxic` page stops after DESCRIPTION.
+pub fn toxic_topic_page(prog: &str) -> String {
+    let mut page = toxic_head(prog);
+    page.push('\n');
+    tabwriter::align(&page, 1, 2)
+}
+
+/// NAME, USAGE and DESCRIPTION of the `toxic` page.
+fn toxic_head(prog: &str) -> String {
+    let help_name = format!("{prog} {}", catalog::TOXIC_NAME);
+    let mut page = name_section(&help_name, &fill(TOXIC_USAGE, prog));
+    page.push_str("\n\nUSAGE:\n   ");
+    page.push_str(&help_name);
+    page.push_str(" [command options]\n\nDESCRIPTION:\n   ");
+    page.push_str(&wrap(&fill(TOXIC_DESCRIPTION, prog), 3));
+    page
 }
 
 /// The page of the `help` command itself (`help help`).

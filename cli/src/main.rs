@@ -8,6 +8,7 @@ mod args;
 mod catalog;
 mod commands;
 mod completions;
+mod context;
 mod help;
 mod output;
 mod tabwriter;
@@ -34,7 +35,7 @@ fn main() {
     let mut argv = std::env::args_os();
     let prog = program_name(argv.next().as_deref());
     let args: Vec<String> = argv.map(|a| a.to_string_lossy().into_owned()).collect();
-    let env = app::Env {
+    let env = context::Env {
         prog,
         toxiproxy_url: std::env::var("TOXIPROXY_URL").ok(),
         stdout_tty: std::io::stdout().is_terminal(),

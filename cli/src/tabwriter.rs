@@ -1,84 +1,25 @@
-//! Column alignment in the manner of Go's `text/tabwriter`, which urfave/cli runs every help
-//! page through (`tabwriter.NewWriter(out, 1, 8, 2, ' ', 0)`).
+//! Column alignment as Go's `text/tabwriter` does it, which urfave/cli runs every help page
+//! through (`tabwriter.NewWriter(out, 1, 8, 2, ' ', 0)`), with the `tabwriter` crate (a port
+//! of Go's).
 //!
 //! Text is cut into cells at tabs. A cell that ends in a tab belongs to a column; the text
 //! after a line's last tab does not. A *column block* is a run of consecutive lines that all
 //! have a cell in that column; every cell of the block is padded with spaces to the widest
-//! cell plus `padding` (at least `min_width`). Blocks are worked out left to right, so a
-//! column's blocks are found within the lines of one block of the column before.
+//! cell plus `padding` (at least `min_width`).
 
-/// Aligns `text` with Go tabwriter semantics (widths counted in characters).
+use std::io::Write as _;
+
+/// Aligns `text` with Go tabwriter semantics.
 pub fn align(text: &str, min_width: usize, padding: usize) -> String {
-    let lines: Vec<Vec<&str>> = text.split('\n').map(|l| l.split('\t').collect()).collect();
-    let mut out = String::with_capacity(text.len() + 64);
-    let mut aligner = Aligner {
-        lines: &lines,
-        min_width,
-        padding,
-        widths: Vec::new(),
-        out: &mut out,
-    };
-    aligner.format(0, lines.len());
-    out
-}
-
-struct Aligner<'a> {
-    lines: &'a [Vec<&'a str>],
-    min_width: usize,
-    padding: usize,
-    /// Widths of the columns to the left of the one being worked out.
-    widths: Vec<usize>,
-    out: &'a mut String,
-}
-
-impl Aligner<'_> {
-    /// Number of tab-terminated cells of line `i`.
-    fn cells(&self, i: usize) -> usize {
-        self.lines[i].len() - 1
-    }
-
-    fn format(&mut self, mut line0: usize, line1: usize) {
-        let column = self.widths.len();
-        let mut this = line0;
-        while this < line1 {
-            if column >= self.cells(this) {
-                this += 1;
-                continue;
-            }
-            // Lines before the block have no cell in this column: print them as they are.
-            self.write_lines(line0, this);
-            line0 = this;
-            let mut width = self.min_width;
-            while this < line1 && column < self.cells(this) {
-                let w = self.lines[this][column].chars().count() + self.padding;
-                width = width.max(w);
-                this += 1;
-            }
-            self.widths.push(width);
-            self.format(line0, this);
-            self.widths.pop();
-            line0 = this;
-        }
-        self.write_lines(line0, line1);
-    }
-
-    fn write_lines(&mut self, line0: usize, line1: usize) {
-        for i in line0..line1 {
-            let line = &self.lines[i];
-            for (j, cell) in line.iter().enumerate() {
-                self.out.push_str(cell);
-                if j < line.len() - 1 {
-                    if let Some(&w) = self.widths.get(j) {
-                        let n = w.saturating_sub(cell.chars().count());
-                        self.out.push_str(&" ".repeat(n));
-                    }
-                }
-            }
-            if i + 1 < self.lines.len() {
-                self.out.push('\n');
-            }
-        }
-    }
+    // Go pads a cell to max(minwidth, width + padding), the crate to
+    // max(minwidth, width) + padding: the same once minwidth is taken down by padding.
+    let mut tw = tabwriter::TabWriter::new(Vec::with_capacity(text.len() + 64))
+        .minwidth(min_width.saturating_sub(padding))
+        .padding(padding);
+    // Writing to a Vec cannot fail.
+    let _ = tw.write_all(text.as_bytes());
+    let bytes = tw.into_inner().unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 #[cfg(test)]

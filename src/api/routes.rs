@@ -144,20 +144,13 @@ fn match_path(method: &Method, path: &[u8], metrics: bool) -> Routing {
 
 /// Decodes `%XX` escapes (any byte, `%2F` included). `None` for a malformed escape.
 pub fn percent_decode(raw: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' {
-            let hi = (*raw.get(i + 1)? as char).to_digit(16)?;
-            let lo = (*raw.get(i + 2)? as char).to_digit(16)?;
-            out.push((hi * 16 + lo) as u8);
-            i += 3;
-        } else {
-            out.push(raw[i]);
-            i += 1;
-        }
-    }
-    Some(out)
+    let well_formed = raw.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || raw
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    well_formed.then(|| percent_encoding::percent_decode(raw).collect())
 }
 
 /// gorilla/mux's `cleanPath`: rooted, Go's `path.Clean`, trailing slash kept.
@@ -188,35 +181,25 @@ pub fn clean_path(p: &[u8]) -> Vec<u8> {
 
 /// Go's `url.PathEscape`-style escaping for paths (`escape(s, encodePath)`).
 pub fn escape_path(p: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(p.len());
-    for &c in p {
-        let keep = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'-' | b'_'
-                    | b'.'
-                    | b'~'
-                    | b'$'
-                    | b'&'
-                    | b'+'
-                    | b','
-                    | b'/'
-                    | b':'
-                    | b';'
-                    | b'='
-                    | b'@'
-            );
-        if keep {
-            out.push(c as char);
-        } else {
-            out.push('%');
-            out.push(HEX[(c >> 4) as usize] as char);
-            out.push(HEX[(c & 0xf) as usize] as char);
-        }
-    }
-    out
+    percent_encoding::percent_encode(p, PATH_ESCAPED).to_string()
 }
+
+/// What Go's `url.PathEscape`-style path encoding escapes: all but the unreserved
+/// characters and `$&+,/:;=@`.
+const PATH_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b'/')
+    .remove(b':')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b'@');
 
 #[cfg(test)]
 mod tests {

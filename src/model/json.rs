@@ -33,6 +33,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::gocompat::quote_char;
 use crate::model::{
     AttrDef, AttrType, AttrValue, Direction, ProxyInput, ProxySnapshot, ToxicDef, ToxicKind,
     ToxicSnapshot,
@@ -125,28 +126,6 @@ fn unexpected_eof() -> DecodeError {
 
 fn syntax(c: u8, context: &str) -> DecodeError {
     DecodeError(format!("invalid character {} {}", quote_char(c), context))
-}
-
-/// Go's `quoteChar`: a byte shown between single quotes, escaped as `strconv.Quote` would
-/// escape the rune with that value.
-fn quote_char(c: u8) -> String {
-    match c {
-        b'\'' => r"'\''".to_owned(),
-        b'"' => "'\"'".to_owned(),
-        b'\\' => r"'\\'".to_owned(),
-        0x07 => r"'\a'".to_owned(),
-        0x08 => r"'\b'".to_owned(),
-        0x0c => r"'\f'".to_owned(),
-        b'\n' => r"'\n'".to_owned(),
-        b'\r' => r"'\r'".to_owned(),
-        b'\t' => r"'\t'".to_owned(),
-        0x0b => r"'\v'".to_owned(),
-        0x20..=0x7e => format!("'{}'", c as char),
-        0x00..=0x1f | 0x7f => format!("'\\x{c:02x}'"),
-        // Bytes >= 0x80 are shown as the rune U+0080..U+00FF.
-        0x80..=0x9f | 0xa0 | 0xad => format!("'\\u{c:04x}'"),
-        _ => format!("'{}'", c as char),
-    }
 }
 
 // ------------------------------------------------------------------------------------------

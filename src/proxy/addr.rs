@@ -4,6 +4,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
+use crate::gocompat::{errno_text, split_host_port};
+
 /// A listen address after resolution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Resolved {
@@ -17,29 +19,6 @@ pub(crate) enum Target {
     /// All interfaces, dual-stack when the host has IPv6.
     Wildcard(u16),
     Addr(SocketAddr),
-}
-
-/// Splits `host:port` like Go's `net.SplitHostPort`.
-fn split_host_port(addr: &str) -> Result<(&str, &str), String> {
-    let missing = || format!("address {addr}: missing port in address");
-    if let Some(rest) = addr.strip_prefix('[') {
-        let end = rest
-            .find(']')
-            .ok_or_else(|| format!("address {addr}: missing ']' in address"))?;
-        let host = &rest[..end];
-        let after = &rest[end + 1..];
-        let port = after.strip_prefix(':').ok_or_else(missing)?;
-        if port.contains(':') {
-            return Err(format!("address {addr}: too many colons in address"));
-        }
-        return Ok((host, port));
-    }
-    let colon = addr.rfind(':').ok_or_else(missing)?;
-    let (host, port) = (&addr[..colon], &addr[colon + 1..]);
-    if host.contains(':') {
-        return Err(format!("address {addr}: too many colons in address"));
-    }
-    Ok((host, port))
 }
 
 /// Resolves a listen string. Errors have no `listen tcp:` prefix (the update and populate
@@ -105,20 +84,6 @@ pub(crate) async fn resolve_async(listen: &str) -> Result<Resolved, String> {
         .unwrap_or_else(|e| Err(format!("lookup {listen}: {e}")))
 }
 
-/// Go's text for an OS error: the strerror text with a lower-case first letter.
-pub(crate) fn os_error_text(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    let s = match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    };
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(c) => c.to_lowercase().collect::<String>() + chars.as_str(),
-        None => s,
-    }
-}
-
 /// Binds a listener for `listen`, with error texts as the reference reports them on the
 /// create/start path.
 pub(crate) fn bind(listen: &str) -> Result<std::net::TcpListener, String> {
@@ -158,13 +123,7 @@ pub(crate) fn bind_resolved(resolved: &Resolved) -> Result<std::net::TcpListener
         }),
         Target::Addr(addr) => attempt(addr, false),
     };
-    result.map_err(|e| {
-        format!(
-            "listen tcp {}: bind: {}",
-            resolved.display,
-            os_error_text(&e)
-        )
-    })
+    result.map_err(|e| format!("listen tcp {}: bind: {}", resolved.display, errno_text(&e)))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 //! that is blocked writing to a peer that stopped reading picks the edit up later.
 
 use std::io::{self, Read as _};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use tokio::io::Interest;
@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::chain::Chain;
 use super::pipeline::{Clock, Pipeline};
 use super::splice;
+use crate::metrics::DirectionCounters;
 use crate::toxics::{CloseKind, Item};
 
 /// The largest single read, as in the reference (each read becomes one chunk).
@@ -45,15 +46,6 @@ pub(crate) enum LinkEnd {
     Teardown(CloseKind),
     /// The connection was cancelled (proxy stopped, or the other link tore it down).
     Cancelled,
-}
-
-/// Byte counters of one direction, updated live.
-#[derive(Debug, Default)]
-pub struct DirectionCounters {
-    /// Bytes read from the source socket.
-    pub received: AtomicU64,
-    /// Bytes written to the destination socket.
-    pub sent: AtomicU64,
 }
 
 pub(crate) struct Link<'a> {

@@ -11,7 +11,7 @@
 //! the instance token (every connection closes at once) and waits for the accept loop to
 //! drop its listener, so the port is free when `stop` returns.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,8 +31,8 @@ mod splice;
 #[path = "splice_unsupported.rs"]
 mod splice;
 
+pub use crate::metrics::{DirectionCounters, InstanceStats};
 pub use chain::{Chain, ChainEntry};
-pub use link::DirectionCounters;
 
 /// The default of [`EngineConfig::held_limit`] (`-toxic-buffer-bytes`).
 pub const TOXIC_BUFFER_BYTES: usize = 4 << 20;
@@ -70,13 +70,11 @@ impl Default for EngineConfig {
     }
 }
 
-/// Live counters of one started proxy instance (one listen/upstream pair).
-#[derive(Debug, Default)]
-pub struct InstanceStats {
-    /// Indexed by `Direction::index()`.
-    pub directions: [DirectionCounters; 2],
-    /// Connections currently open (upstream dialled).
-    pub active: AtomicI64,
+/// Binds a TCP listener for `address` with the reference's rules (`localhost` is
+/// 127.0.0.1, wildcards are dual-stack, errors read `listen tcp …` as Go's do): the proxies
+/// and the API listen the same way.
+pub fn listen(address: &str) -> Result<std::net::TcpListener, String> {
+    addr::bind(address)
 }
 
 /// What a running proxy's connections share. Immutable for the instance's life: a
@@ -134,13 +132,13 @@ impl Running {
         let std_listener = addr::bind_resolved(resolved)?;
         let bound = std_listener
             .local_addr()
-            .map_err(|e| format!("listen tcp {listen}: {}", addr::os_error_text(&e)))?
+            .map_err(|e| format!("listen tcp {listen}: {}", crate::gocompat::errno_text(&e)))?
             .to_string();
         // Register the listener with the data-path runtime's reactor, and run its accept
         // loop (and so every connection it spawns) there.
         let _entered = config.runtime.as_ref().map(|h| h.enter());
         let listener = tokio::net::TcpListener::from_std(std_listener)
-            .map_err(|e| format!("listen tcp {listen}: {}", addr::os_error_text(&e)))?;
+            .map_err(|e| format!("listen tcp {listen}: {}", crate::gocompat::errno_text(&e)))?;
         let inst = Arc::new(Instance {
             name: name.to_string(),
             listen: bound.clone(),

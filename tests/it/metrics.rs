@@ -90,7 +90,7 @@ async fn metrics_route_follows_the_flags() {
     let plain = server().await;
     let (status, body) = http(plain.api_addr(), "GET", "/metrics", "").await;
     assert_eq!((status, body.as_str()), (404, "404 page not found\n"));
-    assert!(toxi::metrics::renderer(plain.registry(), false, false).is_none());
+    assert!(toxi::metrics::renderer(plain.registry().metrics().clone(), false, false).is_none());
 
     for (proxy_metrics, runtime_metrics) in [(true, false), (false, true)] {
         let server = server_with(Config {
