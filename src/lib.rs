@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod client;
+pub mod events;
 pub mod logging;
 pub mod metrics;
 pub mod model;

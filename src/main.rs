@@ -32,6 +32,8 @@ struct Flags {
     dial_timeout: Option<Duration>,
     #[arg(long = "api-token")]
     api_token: Option<String>,
+    #[arg(long = "ui-allowed-hosts")]
+    ui_allowed_hosts: Option<String>,
     /// Positional arguments are ignored, as in the reference.
     #[arg(hide = true)]
     rest: Vec<String>,
@@ -87,6 +89,7 @@ const USAGE_FLAGS: &[(&str, &str, &str)] = &[
     ("proxy-metrics", "", "\tenable toxiproxy-specific prometheus metrics (default \"false\")"),
     ("runtime-metrics", "", "\tenable runtime-related prometheus metrics (default \"false\")"),
     ("seed", " int", "\tSeed for randomizing toxics with (default random)"),
+    ("ui-allowed-hosts", " string", "\tComma-separated host names the dashboard (/ui/) may be reached by, beyond IP literals and localhost"),
     ("version", "", "\tprint the version (default \"false\")"),
 ];
 
@@ -212,6 +215,13 @@ fn main() -> ExitCode {
             .api_token
             .or_else(|| std::env::var("TOXI_API_TOKEN").ok())
             .filter(|t| !t.is_empty()),
+        ui_allowed_hosts: flags
+            .ui_allowed_hosts
+            .iter()
+            .flat_map(|h| h.split(','))
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .collect(),
         proxy_runtime: None,
     };
     // Two runtimes: the data path (listeners and connections) on a multi-threaded one,

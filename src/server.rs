@@ -56,6 +56,9 @@ pub struct Config {
     pub dial_timeout: Duration,
     /// When set, API routes other than `/version` need `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
+    /// Host names the dashboard may be reached by, beyond IP literals and `localhost`
+    /// (`-ui-allowed-hosts`).
+    pub ui_allowed_hosts: Vec<String>,
     /// The runtime for the data path (listeners and connections); `None` means the
     /// runtime `Server::start` is called on. The binary runs the API on a thread of its
     /// own and passes its multi-threaded data-path runtime here.
@@ -73,6 +76,7 @@ impl Default for Config {
             runtime_metrics: false,
             dial_timeout: Duration::from_secs(10),
             api_token: None,
+            ui_allowed_hosts: Vec::new(),
             proxy_runtime: None,
         }
     }
@@ -144,6 +148,7 @@ impl Server {
             registry: registry.clone(),
             metrics,
             api_token: config.api_token.clone(),
+            ui_allowed_hosts: config.ui_allowed_hosts.clone(),
         };
         let api_task = tokio::spawn(crate::api::serve(listener, state, shutdown.clone()));
         Ok(Server {

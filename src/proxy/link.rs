@@ -72,6 +72,8 @@ pub(crate) struct Link<'a> {
     /// Seed of this (connection, direction); toxicity rolls and toxic RNGs derive from it.
     pub seed: u64,
     pub counters: &'a DirectionCounters,
+    /// This connection's bytes written toward the destination (the connections API).
+    pub conn_bytes: &'a AtomicU64,
 }
 
 impl<'a> Link<'a> {
@@ -121,6 +123,7 @@ impl<'a> Link<'a> {
                     match write_all(self.dst, &buf.get()[..n], self.cancel).await {
                         Ok(true) => {
                             self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                            self.conn_bytes.fetch_add(n as u64, Ordering::Relaxed);
                             // `try_read`/`try_write` do not count toward tokio's cooperative
                             // budget: without this, a stream that is always ready would keep
                             // its worker thread and starve every other task (the API too).
@@ -212,6 +215,7 @@ impl<'a> Link<'a> {
                 }) {
                     Ok(n) => {
                         self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                        self.conn_bytes.fetch_add(n as u64, Ordering::Relaxed);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         tokio::select! {
@@ -269,6 +273,7 @@ impl<'a> Link<'a> {
                     Ok(n) => {
                         wrote = true;
                         self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                        self.conn_bytes.fetch_add(n as u64, Ordering::Relaxed);
                         pipe.out_pos += n;
                         if n == data.len() {
                             pipe.out.pop_front();

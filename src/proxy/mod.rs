@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) mod addr;
 pub(crate) mod chain;
 mod connection;
+pub(crate) mod conns;
 pub(crate) mod link;
 mod pipeline;
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -31,6 +32,7 @@ mod splice;
 mod splice;
 
 pub use chain::{Chain, ChainEntry};
+pub use conns::{CloseReason, Conn, ConnTable};
 pub use link::DirectionCounters;
 
 /// Settings shared by every proxy of a server.
@@ -77,6 +79,8 @@ pub(crate) struct Instance {
     /// The toxic chains, per direction (shared with the proxy, so edits reach connections).
     pub chains: Arc<[watch::Sender<Chain>; 2]>,
     pub stats: Arc<InstanceStats>,
+    /// The proxy's open connections (kept across instances).
+    pub conns: Arc<ConnTable>,
     next_seq: AtomicU64,
     /// The upstream's resolved addresses and when they were looked up (hostname upstreams).
     resolved: std::sync::Mutex<Option<(tokio::time::Instant, Arc<[std::net::SocketAddr]>)>>,
@@ -98,6 +102,7 @@ impl Running {
         upstream: &str,
         chains: Arc<[watch::Sender<Chain>; 2]>,
         stats_for: impl FnOnce(&str) -> Arc<InstanceStats>,
+        conns: Arc<ConnTable>,
         config: &EngineConfig,
     ) -> Result<(String, Running), String> {
         let std_listener = addr::bind(listen)?;
@@ -118,6 +123,7 @@ impl Running {
             dial_timeout: config.dial_timeout,
             chains,
             stats: stats_for(&bound),
+            conns,
             next_seq: AtomicU64::new(0),
             resolved: std::sync::Mutex::new(None),
         });

@@ -3,6 +3,8 @@
 mod support;
 
 mod api;
+mod connections;
+mod events;
 mod faults;
 mod hostile;
 mod library;
