@@ -24,7 +24,7 @@ async fn every_action_in_order() {
     let mut events = client.events().await.unwrap();
     let upstream = echo_upstream().await;
     let p = client
-        .create_proxy(&NewProxy::new("web", "127.0.0.1:0", &upstream.to_string()))
+        .create_proxy(&NewProxy::new("web", "127.0.0.1:0", upstream.to_string()))
         .await
         .unwrap();
     client
