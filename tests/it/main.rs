@@ -4,6 +4,7 @@ mod support;
 
 mod api;
 mod connections;
+mod dashboard;
 mod events;
 mod faults;
 mod hostile;
