@@ -9,6 +9,7 @@ mod catalog;
 mod commands;
 mod completions;
 mod help;
+mod live;
 mod output;
 mod tabwriter;
 
