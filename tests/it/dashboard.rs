@@ -349,3 +349,158 @@ async fn dashboard_in_headless_chromium() {
     let _ = session.cmd("DELETE", "", None).await;
     drop(driver);
 }
+
+/// One request with exactly these headers (no default `Host`); returns status and body.
+async fn raw(
+    api: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(api).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    within("response", s.read_to_end(&mut out)).await.unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// beyond.md §3.3: the browser block and its `X-Toxi-Dashboard` exception, the Host check
+/// against DNS rebinding (with `-ui-allowed-hosts`), no CORS, and the token.
+#[tokio::test]
+async fn dashboard_security_rules() {
+    let server = server_with(toxi::server::Config {
+        api_token: Some("s3cret".into()),
+        ui_allowed_hosts: vec!["toxi.internal".into()],
+        ..toxi::server::Config::for_tests()
+    })
+    .await;
+    let api = server.api_addr();
+    let host = format!("Host: {api}");
+    let ua = "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/156";
+    let dash = "X-Toxi-Dashboard: 1";
+    let auth = "Authorization: Bearer s3cret";
+
+    // The page itself: any browser, no token, but only under an allowed Host.
+    let (status, body) = raw(api, "GET", "/ui/", &[&host, ua]).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("<label for=\"toxic-name\">"), "{body}");
+    assert_eq!(
+        raw(api, "GET", "/ui/app.js", &["Host: localhost:8474", ua])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        raw(api, "GET", "/ui/", &["Host: toxi.internal:8474", ua])
+            .await
+            .0,
+        200
+    );
+    let (status, body) = raw(api, "GET", "/ui/", &["Host: evil.example", ua]).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (403, "{\"error\":\"host not allowed\",\"status\":403}\n")
+    );
+    assert_eq!(
+        raw(api, "GET", "/ui/", &[ua]).await.0,
+        403,
+        "no Host at all"
+    );
+
+    // A browser without the header is still refused everywhere else.
+    for path in ["/proxies", "/events", "/proxies/x/connections"] {
+        let (status, body) = raw(api, "GET", path, &[&host, ua, auth]).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (403, "User agent not allowed\n"),
+            "{path}"
+        );
+    }
+    // With the header: the Host check, then the token, as for any client.
+    assert_eq!(
+        raw(api, "GET", "/proxies", &[&host, ua, dash, auth])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(raw(api, "GET", "/proxies", &[&host, ua, dash]).await.0, 401);
+    assert_eq!(
+        raw(api, "GET", "/proxies/x/connections", &[&host, ua, dash])
+            .await
+            .0,
+        401
+    );
+    assert_eq!(raw(api, "GET", "/events", &[&host, ua, dash]).await.0, 401);
+    let (status, _) = raw(
+        api,
+        "GET",
+        "/proxies",
+        &["Host: evil.example:80", ua, dash, auth],
+    )
+    .await;
+    assert_eq!(status, 403, "a rebound name is refused even with the token");
+    let (status, _) = raw(
+        api,
+        "GET",
+        "/proxies",
+        &["Host: 127.0.0.1.evil.example", dash, auth],
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // No CORS: a preflight is never granted, and no answer carries Access-Control-*.
+    let mut s = TcpStream::connect(api).await.unwrap();
+    s.write_all(
+        format!(
+            "OPTIONS /proxies HTTP/1.1\r\n{host}\r\nOrigin: http://evil.example\r\n\
+             Access-Control-Request-Method: POST\r\n\
+             Access-Control-Request-Headers: x-toxi-dashboard\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 405"), "{text}");
+    assert!(!text.contains("access-control-"), "{text}");
+    let mut s = TcpStream::connect(api).await.unwrap();
+    s.write_all(
+        format!("GET /proxies HTTP/1.1\r\n{host}\r\nOrigin: http://evil.example\r\n{dash}\r\n{auth}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    assert!(!String::from_utf8_lossy(&out)
+        .to_ascii_lowercase()
+        .contains("access-control-"));
+
+    // Non-browser clients keep working under any Host, as with Toxiproxy.
+    assert_eq!(
+        raw(api, "GET", "/proxies", &["Host: toxiproxy:8474", auth])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        raw(api, "GET", "/version", &["Host: toxiproxy:8474"])
+            .await
+            .0,
+        200
+    );
+}
