@@ -827,7 +827,13 @@ pub(crate) struct Churn {
 
 /// Adds and removes a toxic `ops` times (or until `limit`), 5 ms apart. Runs on a thread of its own (a current-thread runtime), so the load generator's
 /// busy workers do not delay the API client and inflate its figures.
-pub(crate) async fn churn(ctx: &Ctx, use_http: bool, proxy: &str, ops: usize, limit: Duration) -> Res<Churn> {
+pub(crate) async fn churn(
+    ctx: &Ctx,
+    use_http: bool,
+    proxy: &str,
+    ops: usize,
+    limit: Duration,
+) -> Res<Churn> {
     let (api, registry, proxy) = (ctx.api, ctx.registry.clone(), proxy.to_string());
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
