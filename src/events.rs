@@ -100,6 +100,11 @@ impl Bus {
             .send(render(SystemTime::now(), kind, proxy, fields).into());
     }
 
+    /// Whether any reader is attached (callers may skip preparing fields when not).
+    pub fn has_readers(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     /// A new reader, starting with the next event published.
     pub fn subscribe(&self) -> Reader {
         Reader {

@@ -106,6 +106,9 @@ impl ConnTable {
             killed: AtomicBool::new(false),
         });
         self.lock().insert(conn.id, conn.clone());
+        if !self.events.has_readers() {
+            return conn;
+        }
         let client = client.to_string();
         self.events.publish(
             Kind::ConnectionOpened,
@@ -118,6 +121,9 @@ impl ConnTable {
     /// Unregisters a closed connection and publishes `connection.closed`.
     pub fn close(&self, conn: &Conn, reason: CloseReason) {
         self.lock().remove(&conn.id);
+        if !self.events.has_readers() {
+            return;
+        }
         let client = conn.client.to_string();
         self.events.publish(
             Kind::ConnectionClosed,

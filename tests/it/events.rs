@@ -172,3 +172,65 @@ async fn a_stalled_reader_slows_nothing() {
     );
     drop(stalled);
 }
+
+/// `connection.closed` says why: the upstream closing first, a toxic, a stopped proxy.
+#[tokio::test]
+async fn close_reasons() {
+    let server = server().await;
+    let client = server.client();
+    // An upstream that closes at once after accepting.
+    let closing = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closing_addr = closing.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = closing.accept().await {
+            drop(s);
+        }
+    });
+    let a = proxy(&server, "a", closing_addr).await;
+    let b = proxy(&server, "b", echo_upstream().await).await;
+    client
+        .add_toxic(
+            "b",
+            &NewToxic::new("reset_peer")
+                .upstream()
+                .attribute("timeout", 0),
+        )
+        .await
+        .unwrap();
+    let c = proxy(&server, "c", echo_upstream().await).await;
+    let mut events = client.events().await.unwrap();
+
+    let mut reasons = std::collections::BTreeMap::new();
+    // Half-close: the client sees the upstream's FIN, and the connection ends when the
+    // client closes too; the upstream went first.
+    let mut sa = connect(&a).await;
+    expect_closed(&mut sa).await;
+    drop(sa);
+    let mut sb = connect(&b).await;
+    sb.write_all(b"x").await.unwrap();
+    let mut sc = connect(&c).await;
+    sc.write_all(b"y").await.unwrap();
+    read_n(&mut sc, 1).await;
+    let mut disabled = false;
+    within("three close reasons", async {
+        while reasons.len() < 3 {
+            let ev = next_kind(&mut events).await;
+            if ev.kind == "connection.opened" && ev.proxy.as_deref() == Some("c") && !disabled {
+                disabled = true;
+                let mut pc = client.proxy("c").await.unwrap();
+                pc.enabled = false;
+                client.save_proxy(&pc).await.unwrap();
+            }
+            if ev.kind == "connection.closed" {
+                reasons.insert(
+                    ev.proxy.clone().unwrap(),
+                    ev.json["reason"].as_str().unwrap().to_owned(),
+                );
+            }
+        }
+    })
+    .await;
+    assert_eq!(reasons["a"], "upstream");
+    assert_eq!(reasons["b"], "toxic");
+    assert_eq!(reasons["c"], "proxy_stopped");
+}
