@@ -13,6 +13,39 @@ const history = {};        // proxy name -> [{t, total, rate}]
 let editing = null;        // {proxy, toxic} while the toxic form edits
 let refreshTimer = null;
 
+// Each toxic type's attributes (with a default), for the labelled inputs of the form.
+const ATTRS = {
+  latency: { latency: 100, jitter: 0 },
+  bandwidth: { rate: 1000 },
+  slow_close: { delay: 1000 },
+  timeout: { timeout: 1000 },
+  reset_peer: { timeout: 0 },
+  slicer: { average_size: 64, size_variation: 32, delay: 10 },
+  limit_data: { bytes: 1024 },
+  noop: {},
+};
+
+// Replaces the attribute inputs with those of `type`, filled from `values` or defaults.
+function renderAttrInputs(type, values) {
+  const box = $("toxic-attrs");
+  const attrs = ATTRS[type] || {};
+  box.innerHTML = "<legend>Attributes</legend>" + Object.entries(attrs).map(([k, d]) => {
+    const v = values && k in values ? values[k] : d;
+    return `<label for="attr-${esc(k)}">${esc(k)}</label>
+      <input id="attr-${esc(k)}" data-attr="${esc(k)}" type="number" step="any" value="${esc(v)}">`;
+  }).join("") + (Object.keys(attrs).length ? "" : `<p class="empty">none</p>`);
+}
+
+function readAttrs() {
+  const out = {};
+  $("toxic-attrs").querySelectorAll("input[data-attr]").forEach((el) => {
+    if (el.value !== "") out[el.dataset.attr] = Number(el.value);
+  });
+  const extra = $("toxic-extra").value.trim();
+  if (extra) Object.assign(out, JSON.parse(extra));
+  return out;
+}
+
 function headers(json) {
   const h = { "X-Toxi-Dashboard": "1" };
   if (token) h["Authorization"] = "Bearer " + token;
@@ -182,7 +215,10 @@ function startEdit(proxy, name) {
   $("toxic-name").value = t.name;
   $("toxic-stream").value = t.stream;
   $("toxic-toxicity").value = t.toxicity;
-  $("toxic-attributes").value = JSON.stringify(t.attributes || {});
+  const known = ATTRS[t.type] || {};
+  renderAttrInputs(t.type, t.attributes || {});
+  const other = Object.fromEntries(Object.entries(t.attributes || {}).filter(([k]) => !(k in known)));
+  $("toxic-extra").value = Object.keys(other).length ? JSON.stringify(other) : "";
   for (const id of ["toxic-proxy", "toxic-type", "toxic-name", "toxic-stream"]) $(id).disabled = true;
   $("toxic-form-title").textContent = `Edit toxic ${name}`;
   $("toxic-submit").textContent = "Save toxic";
@@ -195,13 +231,15 @@ function endEdit() {
   $("toxic-form-title").textContent = "New toxic";
   $("toxic-submit").textContent = "Add toxic";
   $("toxic-cancel").hidden = true;
+  $("toxic-extra").value = "";
+  renderAttrInputs($("toxic-type").value);
 }
 
 async function onToxicSubmit(ev) {
   ev.preventDefault();
   let attributes;
-  try { attributes = JSON.parse($("toxic-attributes").value || "{}"); }
-  catch (_) { showError(new Error("Attributes must be a JSON object, e.g. {\"latency\": 100}")); return; }
+  try { attributes = readAttrs(); }
+  catch (_) { showError(new Error("Other attributes must be a JSON object, e.g. {\"latency\": 100}")); return; }
   const toxicity = parseFloat($("toxic-toxicity").value);
   try {
     if (editing) {
@@ -282,6 +320,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("proxy-form").addEventListener("submit", onProxySubmit);
   $("toxic-form").addEventListener("submit", onToxicSubmit);
   $("toxic-cancel").addEventListener("click", endEdit);
+  $("toxic-type").addEventListener("change", () => renderAttrInputs($("toxic-type").value));
+  renderAttrInputs($("toxic-type").value);
   $("proxies").addEventListener("click", onAction);
   refresh();
   follow();

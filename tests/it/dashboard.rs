@@ -259,7 +259,7 @@ async fn dashboard_in_headless_chromium() {
         "goog:chromeOptions": {
             "binary": CHROMIUM,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1280,1000"]
+                     "--disable-dev-shm-usage", "--window-size=1280,1100"]
         }
     }}});
     let session = within(
@@ -290,9 +290,8 @@ async fn dashboard_in_headless_chromium() {
     session.choose("Type", "latency").await;
     session.type_into("Toxic name", "slow").await;
     session.choose("Stream", "downstream").await;
-    session
-        .type_into("Attributes (JSON)", r#"{"latency": 123, "jitter": 5}"#)
-        .await;
+    session.type_into("latency", "123").await;
+    session.type_into("jitter", "5").await;
     session.click_button("Add toxic").await;
     let toxic = within("the toxic from the page", async {
         loop {
@@ -342,6 +341,14 @@ async fn dashboard_in_headless_chromium() {
         .await;
 
     if let Ok(path) = std::env::var("TOXI_SCREENSHOT") {
+        session
+            .cmd(
+                "POST",
+                "/execute/sync",
+                Some(json!({"script": "window.scrollTo(0, 0)", "args": []})),
+            )
+            .await
+            .unwrap();
         let shot = session.cmd("GET", "/screenshot", None).await.unwrap();
         std::fs::write(&path, base64_decode(shot.as_str().unwrap())).unwrap();
         println!("screenshot saved to {path}");
