@@ -234,3 +234,15 @@ async fn close_reasons() {
     assert_eq!(reasons["b"], "toxic");
     assert_eq!(reasons["c"], "proxy_stopped");
 }
+
+/// An open event stream ends at server shutdown instead of holding it up.
+#[tokio::test]
+async fn shutdown_ends_the_stream() {
+    let server = server().await;
+    let mut events = server.client().events().await.unwrap();
+    let t0 = Instant::now();
+    within("shutdown", server.shutdown()).await;
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    let end = within("end of stream", events.next()).await;
+    assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
+}
