@@ -12,6 +12,7 @@ const closedBytes = {};    // proxy name -> bytes of connections closed so far
 const history = {};        // proxy name -> [{t, total, rate}]
 let editing = null;        // {proxy, toxic} while the toxic form edits
 let refreshTimer = null;
+let wakeFollow = null;     // cuts the event stream's reconnect delay short
 
 // Each toxic type's attributes (with a default), for the labelled inputs of the form.
 const ATTRS = {
@@ -297,7 +298,9 @@ async function follow() {
     } catch (e) {
       $("status").textContent = `offline (${e.message}); retrying`;
     }
-    await new Promise((r) => setTimeout(r, delay));
+    // Waits, unless a new token wakes the loop sooner.
+    await new Promise((r) => { wakeFollow = r; setTimeout(r, delay); });
+    wakeFollow = null;
     delay = Math.min(delay * 2, 10000);
   }
 }
@@ -316,6 +319,7 @@ document.addEventListener("DOMContentLoaded", () => {
     token = $("token").value.trim();
     sessionStorage.setItem("toxi-token", token);
     refresh();
+    if (wakeFollow) wakeFollow();
   });
   $("proxy-form").addEventListener("submit", onProxySubmit);
   $("toxic-form").addEventListener("submit", onToxicSubmit);

@@ -248,8 +248,13 @@ async fn dashboard_in_headless_chromium() {
         println!("SKIPPED dashboard_in_headless_chromium: {why}");
         return;
     }
-    let server = server().await;
-    let client = server.client();
+    // With a token: the page asks for it.
+    let server = server_with(toxi::server::Config {
+        api_token: Some("s3cret".into()),
+        ..toxi::server::Config::for_tests()
+    })
+    .await;
+    let client = server.client().with_token(Some("s3cret".into()));
     let p = proxy(&server, "web", echo_upstream().await).await;
     proxy(&server, "cache", echo_upstream().await).await;
 
@@ -280,6 +285,11 @@ async fn dashboard_in_headless_chromium() {
         )
         .await
         .unwrap();
+    session
+        .wait_for("//*[@id='error'][contains(., 'unauthorized')]")
+        .await;
+    session.type_into("API token", "s3cret").await;
+    session.click_button("Use token").await;
     session.wait_for("//article[@aria-label='Proxy web']").await;
     session
         .wait_for("//*[@id='status'][normalize-space(.)='live']")
