@@ -45,7 +45,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{header, Method, Request};
 use hyper_util::rt::TokioIo;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::net::TcpStream;
 
@@ -652,6 +652,14 @@ fn decode_error(http_status: u16, e: DecodeError) -> ClientError {
     }
 }
 
+/// A body of toxi's own routes that does not decode.
+fn serde_error(http_status: u16, e: &serde_json::Error) -> ClientError {
+    ClientError::Decode {
+        http_status,
+        detail: format!("json: {e}"),
+    }
+}
+
 /// A request body.
 fn to_json<B: Serialize + ?Sized>(body: &B) -> Result<Vec<u8>, ClientError> {
     serde_json::to_vec(body).map_err(|e| ClientError::Decode {
@@ -1030,5 +1038,190 @@ mod tests {
             err.to_string(),
             "fail to request: Get \"http:///proxies\": http: no Host in request URL"
         );
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Live traffic (toxi's own routes, beyond.md §3): connections and the event stream.
+
+/// One open connection of a proxy (`GET /proxies/{proxy}/connections`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    /// Increasing per proxy; the listing is oldest first.
+    pub id: u64,
+    /// The client's address (`127.0.0.1:51234`).
+    pub client: String,
+    /// RFC 3339 in UTC with milliseconds.
+    pub opened_at: String,
+    /// Bytes forwarded so far, per direction.
+    pub bytes: ConnectionBytes,
+    /// Every toxic of the proxy and whether its toxicity roll applies it here.
+    #[serde(default)]
+    pub toxics: BTreeMap<String, bool>,
+}
+
+/// Live byte counts of a [`Connection`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionBytes {
+    pub upstream: u64,
+    pub downstream: u64,
+}
+
+/// One event of `GET /events`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// RFC 3339 with milliseconds.
+    pub time: String,
+    /// `proxy.created`, `connection.closed`, `lagged`, …
+    pub kind: String,
+    pub proxy: Option<String>,
+    /// The whole event object as sent.
+    pub json: Value,
+}
+
+/// A followed `GET /events` stream; see [`Client::events`].
+pub struct EventStream {
+    body: hyper::body::Incoming,
+    buf: Vec<u8>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl EventStream {
+    /// The next event, or `None` when the server ended the stream.
+    pub async fn next(&mut self) -> Result<Option<Event>, ClientError> {
+        loop {
+            while let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buf.drain(..end + 2).collect();
+                let text = String::from_utf8_lossy(&block);
+                let data: Vec<&str> = text
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                    .collect();
+                if data.is_empty() {
+                    continue; // a comment (keepalive)
+                }
+                let json: Value =
+                    serde_json::from_str(&data.join("\n")).map_err(|e| serde_error(200, &e))?;
+                let field = |k: &str| json.get(k).and_then(Value::as_str).map(str::to_owned);
+                return Ok(Some(Event {
+                    time: field("time").unwrap_or_default(),
+                    kind: field("type").unwrap_or_default(),
+                    proxy: field("proxy"),
+                    json,
+                }));
+            }
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => {
+                    return Err(ClientError::Transport {
+                        kind: TransportKind::Io,
+                        method: "Get".to_owned(),
+                        url: "/events".to_owned(),
+                        reason: e.to_string(),
+                    })
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Client {
+    /// `GET /proxies/{proxy}/connections`: the open connections, oldest first.
+    pub async fn connections(&self, proxy: &str) -> Result<Vec<Connection>, ClientError> {
+        let (status, body) = self
+            .call(
+                Method::GET,
+                &format!("{}/connections", proxy_path(proxy)),
+                None,
+            )
+            .await?;
+        serde_json::from_slice(&body).map_err(|e| serde_error(status, &e))
+    }
+
+    /// `DELETE /proxies/{proxy}/connections/{id}`: closes one connection with FIN, or with
+    /// RST when `reset`.
+    pub async fn kill(&self, proxy: &str, id: u64, reset: bool) -> Result<(), ClientError> {
+        let query = if reset { "?reset=true" } else { "" };
+        let path = format!("{}/connections/{id}{query}", proxy_path(proxy));
+        self.call(Method::DELETE, &path, None).await.map(|_| ())
+    }
+
+    /// `GET /events`: follows the event stream. The connection and the server's answer
+    /// must come within the client's timeout; the stream itself has no time limit.
+    pub async fn events(&self) -> Result<EventStream, ClientError> {
+        let url = format!("{}/events", self.endpoint);
+        let transport = |kind: TransportKind, reason: String| ClientError::Transport {
+            kind,
+            method: "Get".to_owned(),
+            url: redact_password(&url),
+            reason,
+        };
+        let target =
+            parse_target(&self.endpoint).map_err(|r| transport(TransportKind::InvalidUrl, r))?;
+        let open = async {
+            let stream = connect(&target.host, target.port).await?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| (TransportKind::Io, e.to_string()))?;
+            let driver = tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            let mut request = Request::builder()
+                .method(Method::GET)
+                .uri(format!("{}/events", target.prefix))
+                .header(header::HOST, &target.authority)
+                .header(header::USER_AGENT, &self.user_agent)
+                .header(header::ACCEPT, "text/event-stream");
+            if let Some(token) = &self.token {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            let request = request
+                .body(Full::new(Bytes::new()))
+                .map_err(|e| (TransportKind::InvalidUrl, e.to_string()))?;
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| (TransportKind::Io, e.to_string()))?;
+            Ok::<_, (TransportKind, String)>((response, driver))
+        };
+        let (response, driver) = match tokio::time::timeout(self.timeout, open).await {
+            Ok(Ok(r)) => r,
+            Ok(Err((kind, reason))) => return Err(transport(kind, reason)),
+            Err(_) => {
+                return Err(transport(
+                    TransportKind::Timeout,
+                    "context deadline exceeded".to_owned(),
+                ))
+            }
+        };
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            driver.abort();
+            return Err(error_from_body(status, &body));
+        }
+        Ok(EventStream {
+            body: response.into_body(),
+            buf: Vec::new(),
+            driver,
+        })
     }
 }

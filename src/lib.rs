@@ -24,6 +24,8 @@
 #[cfg(feature = "server")]
 pub mod api;
 pub mod client;
+#[cfg(feature = "server")]
+pub mod events;
 pub mod gocompat;
 #[cfg(feature = "server")]
 pub mod logging;

@@ -24,6 +24,7 @@ struct Flags {
     shutdown_grace: Duration,
     toxic_buffer_bytes: usize,
     api_token: Option<String>,
+    ui_allowed_hosts: Option<String>,
 }
 
 impl Default for Flags {
@@ -41,6 +42,7 @@ impl Default for Flags {
             shutdown_grace: toxi::server::DEFAULT_SHUTDOWN_GRACE,
             toxic_buffer_bytes: toxi::proxy::TOXIC_BUFFER_BYTES,
             api_token: None,
+            ui_allowed_hosts: None,
         }
     }
 }
@@ -74,6 +76,7 @@ const FLAGS: &[ServerFlag] = &[
     ServerFlag { name: "seed", kind: "int", help: "Seed for randomizing toxics with (default random)" },
     ServerFlag { name: "shutdown-grace", kind: "duration", help: "On SIGTERM or SIGINT, how long open connections may finish before they are closed; 0 closes at once (default 5s)" },
     ServerFlag { name: "toxic-buffer-bytes", kind: "int", help: "Most data bytes the toxics of one connection direction hold before reading pauses (default 4194304)" },
+    ServerFlag { name: "ui-allowed-hosts", kind: "string", help: "Comma-separated host names the dashboard (/ui/) may be reached by, beyond IP literals and localhost" },
     ServerFlag { name: "version", kind: "", help: "print the version (default \"false\")" },
 ];
 
@@ -97,6 +100,7 @@ impl Flags {
                 self.toxic_buffer_bytes = v.parse().map_err(|_| ())?
             }
             ("api-token", Value::Text(v)) => self.api_token = Some(v),
+            ("ui-allowed-hosts", Value::Text(v)) => self.ui_allowed_hosts = Some(v),
             _ => return Err(()),
         }
         Ok(())
@@ -202,6 +206,13 @@ fn main() -> ExitCode {
             .api_token
             .or_else(|| std::env::var("TOXI_API_TOKEN").ok())
             .filter(|t| !t.is_empty()),
+        ui_allowed_hosts: flags
+            .ui_allowed_hosts
+            .iter()
+            .flat_map(|h| h.split(','))
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .collect(),
         proxy_runtime: None,
     };
     // Two runtimes: the data path (listeners and connections) on a multi-threaded one,

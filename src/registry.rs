@@ -12,9 +12,12 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::events::{Bus, Kind, Value};
 use crate::metrics::Store;
-use crate::model::Direction;
-use crate::proxy::{addr, Chain, ChainEntry, EngineConfig, InstanceStats, Running};
+use crate::model::{json, Direction};
+use crate::proxy::{
+    addr, Chain, ChainEntry, Conn, ConnTable, EngineConfig, InstanceStats, Running,
+};
 
 // The API's view of proxies and toxics is the wire model's; re-exported for callers that
 // know them from here.
@@ -71,6 +74,16 @@ pub struct Registry {
     next_uid: AtomicU64,
     /// Metric series (byte counters, toxic activations), kept across proxy restarts.
     metrics: Arc<Store>,
+    /// The live event stream (`/events`).
+    events: Arc<Bus>,
+}
+
+/// One open connection with its toxicity rolls, as `/proxies/{proxy}/connections` shows it.
+#[derive(Debug, Clone)]
+pub struct ConnectionView {
+    pub conn: Arc<Conn>,
+    /// Every toxic of the proxy (upstream first, in chain order) and whether it applies.
+    pub toxics: Vec<(String, bool)>,
 }
 
 /// One named proxy.
@@ -82,6 +95,8 @@ struct Proxy {
     /// The published toxic chains per direction; connections subscribe to them.
     chains: Arc<[watch::Sender<Chain>; 2]>,
     metrics: Arc<Store>,
+    /// Open connections, across restarts.
+    conns: Arc<ConnTable>,
 }
 
 struct ProxyState {
@@ -111,7 +126,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Proxy {
-    fn new(input: &ProxyInput, metrics: &Arc<Store>) -> Arc<Proxy> {
+    fn new(input: &ProxyInput, metrics: &Arc<Store>, events: &Arc<Bus>) -> Arc<Proxy> {
         Arc::new(Proxy {
             name: input.name.clone(),
             lifecycle: tokio::sync::Mutex::new(()),
@@ -127,6 +142,7 @@ impl Proxy {
                 watch::channel(Chain::default()).0,
             ]),
             metrics: metrics.clone(),
+            conns: Arc::new(ConnTable::new(&input.name, events.clone())),
         })
     }
 
@@ -171,6 +187,7 @@ impl Proxy {
                 stats = Some(s.clone());
                 s
             },
+            self.conns.clone(),
             config,
         )
         .map_err(Error::Listen)?;
@@ -220,14 +237,17 @@ impl Proxy {
         })
     }
 
-    fn remove_all_toxics(&self) {
+    /// Removes every toxic; returns their names.
+    fn remove_all_toxics(&self) -> Vec<String> {
         let mut st = lock(&self.state);
+        let mut removed = Vec::new();
         for dir in [Direction::Upstream, Direction::Downstream] {
             if !st.toxics[dir.index()].is_empty() {
-                st.toxics[dir.index()].clear();
+                removed.extend(st.toxics[dir.index()].drain(..).map(|t| t.snapshot.name));
                 self.publish(&st, dir);
             }
         }
+        removed
     }
 }
 
@@ -239,7 +259,69 @@ impl Registry {
             proxies: Mutex::new(BTreeMap::new()),
             next_uid: AtomicU64::new(1),
             metrics: Arc::default(),
+            events: Arc::default(),
         }
+    }
+
+    /// The live event stream of this registry.
+    pub fn events(&self) -> &Arc<Bus> {
+        &self.events
+    }
+
+    fn proxy_event(&self, kind: Kind, p: &ProxySnapshot) {
+        let data = json::proxy_json(p);
+        self.events
+            .publish(kind, Some(&p.name), &[("data", Value::Raw(&data))]);
+    }
+
+    fn toxic_event(&self, kind: Kind, proxy: &str, toxic: &str, data: Option<&ToxicSnapshot>) {
+        let data = data.map(json::toxic_json);
+        let mut fields = vec![("toxic", Value::Str(toxic))];
+        if let Some(d) = &data {
+            fields.push(("data", Value::Raw(d)));
+        }
+        self.events.publish(kind, Some(proxy), &fields);
+    }
+
+    /// The open connections of a proxy, oldest first, with each toxic's roll for them.
+    pub fn connections(&self, proxy: &str) -> Result<Vec<ConnectionView>, Error> {
+        let proxy = self.find(proxy)?;
+        let toxics: Vec<(Direction, String, u64, u64, f32)> = {
+            let st = lock(&proxy.state);
+            st.toxics
+                .iter()
+                .flatten()
+                .map(|t| {
+                    let s = &t.snapshot;
+                    (
+                        s.direction,
+                        s.name.clone(),
+                        t.uid,
+                        t.toxicity_gen,
+                        s.toxicity,
+                    )
+                })
+                .collect()
+        };
+        Ok(proxy
+            .conns
+            .list()
+            .into_iter()
+            .map(|conn| ConnectionView {
+                toxics: toxics
+                    .iter()
+                    .map(|(d, name, uid, gen, tox)| {
+                        (name.clone(), conn.rolls(*d, *uid, *gen, *tox))
+                    })
+                    .collect(),
+                conn,
+            })
+            .collect())
+    }
+
+    /// Closes one open connection (RST when `reset`). `Ok(false)` when no such connection.
+    pub fn kill(&self, proxy: &str, id: u64, reset: bool) -> Result<bool, Error> {
+        Ok(self.find(proxy)?.conns.kill(id, reset))
     }
 
     /// The metric series of this registry's proxies and toxics (read by `/metrics`).
@@ -282,7 +364,7 @@ impl Registry {
         if lock(&self.proxies).contains_key(&input.name) {
             return Err(Error::ProxyExists);
         }
-        let proxy = Proxy::new(&input, &self.metrics);
+        let proxy = Proxy::new(&input, &self.metrics, &self.events);
         if input.enabled {
             proxy.start(&self.config).await?;
         }
@@ -299,7 +381,9 @@ impl Registry {
             proxy.stop().await;
             return Err(Error::ProxyExists);
         }
-        Ok(proxy.snapshot())
+        let snap = proxy.snapshot();
+        self.proxy_event(Kind::ProxyCreated, &snap);
+        Ok(snap)
     }
 
     /// POST/PATCH /proxies/{proxy} with the reference's "differs" rule.
@@ -326,7 +410,9 @@ impl Registry {
         } else if !enabled && running {
             proxy.stop().await;
         }
-        Ok(proxy.snapshot())
+        let snap = proxy.snapshot();
+        self.proxy_event(Kind::ProxyUpdated, &snap);
+        Ok(snap)
     }
 
     /// DELETE /proxies/{proxy}: stops it (closing its connections) and removes it.
@@ -336,6 +422,7 @@ impl Registry {
             .ok_or(Error::ProxyNotFound)?;
         let _guard = proxy.lifecycle.lock().await;
         proxy.stop().await;
+        self.events.publish(Kind::ProxyDeleted, Some(name), &[]);
         Ok(())
     }
 
@@ -359,8 +446,17 @@ impl Registry {
         let mut done: Vec<Arc<Proxy>> = Vec::with_capacity(inputs.len());
         let mut error = None;
         for input in inputs {
+            let existed = lock(&self.proxies).contains_key(&input.name);
             match self.populate_one(input).await {
-                Ok(proxy) => done.push(proxy),
+                Ok(proxy) => {
+                    let kind = if existed {
+                        Kind::ProxyUpdated
+                    } else {
+                        Kind::ProxyCreated
+                    };
+                    self.proxy_event(kind, &proxy.snapshot());
+                    done.push(proxy)
+                }
                 Err(e) => {
                     error = Some(e);
                     break;
@@ -374,7 +470,7 @@ impl Registry {
     async fn populate_one(&self, input: ProxyInput) -> Result<Arc<Proxy>, Error> {
         let existing = lock(&self.proxies).get(&input.name).cloned();
         let Some(old) = existing else {
-            let proxy = Proxy::new(&input, &self.metrics);
+            let proxy = Proxy::new(&input, &self.metrics, &self.events);
             if input.enabled {
                 proxy.start(&self.config).await?;
             }
@@ -394,7 +490,7 @@ impl Registry {
             }
         }
         old.stop().await;
-        let proxy = Proxy::new(&input, &self.metrics);
+        let proxy = Proxy::new(&input, &self.metrics, &self.events);
         if input.enabled {
             proxy.start(&self.config).await?;
         }
@@ -416,10 +512,18 @@ impl Registry {
         let mut first_error = None;
         for proxy in proxies {
             let _guard = proxy.lifecycle.lock().await;
+            let was_enabled = lock(&proxy.state).running.is_some();
             if let Err(e) = proxy.start(&self.config).await {
                 first_error.get_or_insert(e);
             }
-            proxy.remove_all_toxics();
+            let removed = proxy.remove_all_toxics();
+            let snap = proxy.snapshot();
+            if snap.enabled != was_enabled {
+                self.proxy_event(Kind::ProxyUpdated, &snap);
+            }
+            for toxic in removed {
+                self.toxic_event(Kind::ToxicRemoved, &proxy.name, &toxic, None);
+            }
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -461,6 +565,8 @@ impl Registry {
         proxy.publish(&st, dir);
         tracing::info!(name = %proxy.name, toxic = %toxic.name, r#type = toxic.kind.type_name(),
             stream = %toxic.stream, "Added toxic");
+        drop(st);
+        self.toxic_event(Kind::ToxicAdded, &proxy.name, &toxic.name, Some(&toxic));
         Ok(toxic)
     }
 
@@ -499,6 +605,8 @@ impl Registry {
         let dir = record.snapshot.direction;
         proxy.publish(&st, dir);
         tracing::info!(name = %proxy.name, toxic = %edited.name, "Updated toxic");
+        drop(st);
+        self.toxic_event(Kind::ToxicUpdated, &proxy.name, &edited.name, Some(&edited));
         Ok(edited)
     }
 
@@ -510,6 +618,8 @@ impl Registry {
         let record = st.toxics[d].remove(i);
         proxy.publish(&st, record.snapshot.direction);
         tracing::info!(name = %proxy.name, toxic = %toxic, "Removed toxic");
+        drop(st);
+        self.toxic_event(Kind::ToxicRemoved, &proxy.name, toxic, None);
         Ok(())
     }
 

@@ -68,6 +68,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// When set, API routes other than `/version` need `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
+    /// Host names the dashboard may be reached by, beyond IP literals and `localhost`
+    /// (`-ui-allowed-hosts`).
+    pub ui_allowed_hosts: Vec<String>,
     /// The runtime for the data path (listeners and connections); `None` means the
     /// runtime `Server::start` is called on. The binary runs the API on a thread of its
     /// own and passes its multi-threaded data-path runtime here.
@@ -88,6 +91,7 @@ impl Default for Config {
             dial_retry: crate::proxy::DEFAULT_DIAL_RETRY,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             api_token: None,
+            ui_allowed_hosts: Vec::new(),
             proxy_runtime: None,
         }
     }
@@ -157,6 +161,7 @@ impl Server {
             registry: registry.clone(),
             metrics,
             api_token: config.api_token.clone(),
+            ui_allowed_hosts: config.ui_allowed_hosts.clone(),
         };
         let api_task = tokio::spawn(crate::api::serve(listener, state, shutdown.clone()));
         Ok(Server {

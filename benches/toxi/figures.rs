@@ -840,15 +840,21 @@ fn churn_registry(registry: &Registry, proxy: &str, i: usize) -> [(f64, bool); 2
 }
 
 /// Request times of a churn run.
-struct Churn {
+pub(crate) struct Churn {
     /// Every request's time in ms, sorted.
-    times: Vec<f64>,
-    failures: usize,
+    pub times: Vec<f64>,
+    pub failures: usize,
 }
 
 /// Adds and removes a toxic `ops` times (or until `limit`), 5 ms apart. Runs on a thread of its own (a current-thread runtime), so the load generator's
 /// busy workers do not delay the API client and inflate its figures.
-async fn churn(ctx: &Ctx, use_http: bool, proxy: &str, ops: usize, limit: Duration) -> Res<Churn> {
+pub(crate) async fn churn(
+    ctx: &Ctx,
+    use_http: bool,
+    proxy: &str,
+    ops: usize,
+    limit: Duration,
+) -> Res<Churn> {
     let (api, registry, proxy) = (ctx.api, ctx.registry.clone(), proxy.to_string());
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()

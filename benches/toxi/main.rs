@@ -15,6 +15,7 @@
 
 mod alloc;
 mod cpu;
+mod events;
 mod figures;
 mod haproxy;
 mod http;
@@ -41,6 +42,7 @@ const FIGURES: [&str; 12] = [
     "latency",
     "bandwidth",
     "api",
+    "events",
 ];
 
 #[derive(Debug, Clone)]
@@ -91,7 +93,7 @@ usage: cargo bench --bench toxi -- [options]
   --api-ops N        toxic add+remove pairs per API measurement (default 100)
   --bw-secs X        seconds of data per bandwidth transfer (default 2)
   --only a,b,...     run only these figures: bulk bulk8 rtt rr64k connrate memory alloc
-                     lat100 latency bandwidth api
+                     lat100 latency bandwidth api events
   --strict           exit with status 1 if any target is missed
   --haproxy          also measure HAProxy in TCP mode (as many threads as the proxy
                      runtime) on the same upstreams, alternating with direct and toxi:
@@ -339,6 +341,7 @@ fn main() {
                 "latency" => figures::latency(&ctx).await,
                 "bandwidth" => figures::bandwidth(&ctx).await,
                 "api" => figures::api(&ctx).await,
+                "events" => events::stalled_reader(&ctx).await,
                 _ => unreachable!(),
             };
             eprintln!("{:.1} s", t0.elapsed().as_secs_f64());

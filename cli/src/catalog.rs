@@ -39,6 +39,9 @@ pub enum Action {
     ToxicUpdate,
     ToxicRemove,
     Completions,
+    Connections,
+    Kill,
+    Events,
 }
 
 /// A command that runs an action (every command but `toxic` and `help`).
@@ -216,6 +219,37 @@ pub const COMMANDS: &[CommandDef] = &[
         args_usage: "bash|zsh|fish",
         flags: &[],
         action: Action::Completions,
+        extension: true,
+    },
+    CommandDef {
+        name: "connections",
+        aliases: &["conns"],
+        usage: "list a proxy's open connections (-o json for JSON)",
+        args_usage: "<proxyName> [-o json]",
+        flags: &[OUTPUT_FLAG],
+        action: Action::Connections,
+        extension: true,
+    },
+    CommandDef {
+        name: "kill",
+        aliases: &[],
+        usage: "close one connection of a proxy (FIN, or RST with --reset)",
+        args_usage: "<proxyName> <connectionId> [--reset]",
+        flags: &[FlagDef {
+            names: &["reset"],
+            kind: FlagKind::Bool,
+            help: "",
+        }],
+        action: Action::Kill,
+        extension: true,
+    },
+    CommandDef {
+        name: "events",
+        aliases: &[],
+        usage: "follow the server's events, one line each (-o json for JSON)",
+        args_usage: "[-o json]",
+        flags: &[OUTPUT_FLAG],
+        action: Action::Events,
         extension: true,
     },
 ];

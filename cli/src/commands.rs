@@ -64,6 +64,11 @@ pub fn execute(
             Action::ToxicAdd => toxic_add(&ctx).await,
             Action::ToxicUpdate => toxic_update(&ctx).await,
             Action::ToxicRemove => toxic_remove(&ctx).await,
+            Action::Connections => {
+                crate::live::connections(&ctx.client, parsed, env.stdout_tty).await
+            }
+            Action::Kill => crate::live::kill(&ctx.client, parsed).await,
+            Action::Events => crate::live::events(&ctx.client, parsed).await,
             // Handled above, before any runtime is needed.
             Action::Completions => Outcome::default(),
         }

@@ -10,6 +10,7 @@ mod commands;
 mod completions;
 mod context;
 mod help;
+mod live;
 mod output;
 mod tabwriter;
 

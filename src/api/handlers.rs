@@ -36,7 +36,11 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn new(status: u16, content_type: Option<&'static str>, body: impl Into<Bytes>) -> Reply {
+    pub(crate) fn new(
+        status: u16,
+        content_type: Option<&'static str>,
+        body: impl Into<Bytes>,
+    ) -> Reply {
         Reply {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             content_type,
@@ -259,6 +263,15 @@ pub async fn run(state: ApiState, limits: Arc<Limits>, call: Call) -> Reply {
             .map_err(Reply::from),
         Route::Version => Ok(version()),
         Route::Metrics => Ok(metrics(&ctx).await),
+        Route::ConnectionIndex(proxy) => Ok(super::connections::index(&ctx.state, &proxy)),
+        Route::ConnectionDelete(proxy, id, query) => Ok(super::connections::kill(
+            &ctx.state,
+            &proxy,
+            &id,
+            query.as_deref(),
+        )),
+        // Answered by the middleware (`super::matched`) before any handler runs.
+        Route::Events | Route::Ui(_) => Ok(Reply::error("not a handler route", 500)),
     };
     result.unwrap_or_else(|reply| reply)
 }

@@ -18,6 +18,10 @@
 //! | `DELETE` | `/proxies/{proxy}/toxics/{toxic}` | `ToxicDelete` | 204 |
 //! | `GET` | `/version` | `Version`: `{"version": "X"}\n` | 200 |
 //! | any | `/metrics` | `Metrics`, only when [`ApiState::metrics`] is set | 200 |
+//! | `GET` | `/proxies/{proxy}/connections` | `ConnectionIndex`: open connections, oldest first | 200 |
+//! | `DELETE` | `/proxies/{proxy}/connections/{id}` | `ConnectionDelete`: FIN, or RST with `?reset=true` | 204 |
+//! | `GET` | `/events` | `Events`: Server-Sent Events, one JSON object per `data:` line | 200 |
+//! | `GET` | `/ui/`, `/ui/app.js`, `/ui/style.css` | `Dashboard`: the embedded dashboard (`/ui` redirects) | 200 |
 //!
 //! # Behaviour outside the handlers
 //!
@@ -31,6 +35,12 @@
 //!   `401 {"error":"unauthorized","status":401}`); the handler, run as its own task under a
 //!   25 s limit (`503` with Go's HTML body when it overruns; the handler still finishes);
 //!   then a debug-level access log line.
+//! * Dashboard requests (`/ui/…`, and any request carrying `X-Toxi-Dashboard: 1`) must
+//!   name a `Host` that is an IP literal, `localhost` or one of
+//!   [`ApiState::ui_allowed_hosts`] (DNS rebinding), else `403 host not allowed`. Such a
+//!   request passes the browser block; the token still applies, except to `/ui/` itself
+//!   (the page asks for the token). No route ever grants CORS.
+//! * `/events` answers at once and then streams; it is not under the handler time limit.
 //! * Errors are `{"error":"…","status":N}\n` as `text/plain; charset=utf-8` with `nosniff`;
 //!   `/populate` answers `application/json` without a newline and with `proxies`.
 //! * Request bodies over 1 MiB are refused with 413 (`request body too large`).
@@ -42,10 +52,13 @@
 //! 1024 API connections are served at once; beyond that, accepting waits. Handlers never
 //! hold a lock across I/O, so slow clients cannot delay other API calls.
 
+mod connections;
+mod events;
 mod handlers;
 mod io;
 mod reqid;
 pub mod routes;
+mod ui;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -53,7 +66,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
@@ -71,6 +85,9 @@ use routes::{Route, Routing};
 
 pub use reqid::new_request_id;
 
+/// A response body: whole, or streamed (`/events`).
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
+
 /// What the API serves.
 #[derive(Clone)]
 pub struct ApiState {
@@ -79,6 +96,9 @@ pub struct ApiState {
     pub metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
     /// When set, every route except `/version` requires `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
+    /// Host names (beyond IP literals and `localhost`) that dashboard requests may name
+    /// (`-ui-allowed-hosts`).
+    pub ui_allowed_hosts: Vec<String>,
 }
 
 /// Timeouts and caps of the API server. [`Limits::default`] is what [`serve`] uses.
@@ -184,10 +204,12 @@ async fn serve_connection(
     let io = TokioIo::new(io::TimedIo::new(stream, limits.write_timeout));
     let service = {
         let limits = limits.clone();
+        let shutdown = shutdown.clone();
         service_fn(move |req| {
             let state = state.clone();
             let limits = limits.clone();
-            async move { Ok::<_, Infallible>(handle(state, limits, peer, req).await) }
+            let shutdown = shutdown.clone();
+            async move { Ok::<_, Infallible>(handle(state, limits, peer, req, shutdown).await) }
         })
     };
     let conn = http1::Builder::new()
@@ -209,8 +231,8 @@ async fn serve_connection(
     let _ = conn.await;
 }
 
-fn respond(reply: Reply) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(reply.body));
+fn respond(reply: Reply) -> Response<Body> {
+    let mut resp = Response::new(Full::new(reply.body).boxed());
     *resp.status_mut() = reply.status;
     let headers = resp.headers_mut();
     if let Some(ct) = reply.content_type {
@@ -256,7 +278,8 @@ async fn handle(
     limits: Arc<Limits>,
     peer: SocketAddr,
     req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+    shutdown: CancellationToken,
+) -> Response<Body> {
     let method = req.method().clone();
     // `OPTIONS *` is answered by Go's server itself.
     if method == Method::OPTIONS && req.uri() == "*" {
@@ -289,7 +312,7 @@ async fn handle(
             return respond(reply);
         }
     };
-    matched(state, limits, peer, req, route).await
+    matched(state, limits, peer, req, route, shutdown).await
 }
 
 /// The middleware chain and the handler, for a request that matched a route.
@@ -299,7 +322,8 @@ async fn matched(
     peer: SocketAddr,
     req: Request<Incoming>,
     route: Route,
-) -> Response<Full<Bytes>> {
+    shutdown: CancellationToken,
+) -> Response<Body> {
     let started = Instant::now();
     let request_id = reqid::new_request_id();
     let handler = route.name();
@@ -311,14 +335,25 @@ async fn matched(
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
 
-    let reply = if user_agent.starts_with("Mozilla/") {
+    let is_ui = matches!(route, Route::Ui(_));
+    let dashboard = is_ui || ui::is_dashboard_request(&req);
+    let mut stream = None;
+    let reply = if dashboard && !ui::host_allowed(&req, &state.ui_allowed_hosts) {
+        Reply::error("host not allowed", 403)
+    } else if !dashboard && user_agent.starts_with("Mozilla/") {
         Reply::text_error(403, "User agent not allowed")
     } else if state
         .api_token
         .as_deref()
-        .is_some_and(|token| route != Route::Version && !authorized(&req, token))
+        .is_some_and(|token| route != Route::Version && !is_ui && !authorized(&req, token))
     {
         Reply::error("unauthorized", 401).with_header(header::WWW_AUTHENTICATE, "Bearer")
+    } else if let Route::Ui(asset) = &route {
+        ui::asset(asset)
+    } else if route == Route::Events {
+        let (reply, body) = events::open(&state, shutdown);
+        stream = Some(body);
+        reply
     } else {
         let content_length = req
             .headers()
@@ -353,6 +388,9 @@ async fn matched(
     let status = reply.status.as_u16();
     let size = reply.body.len();
     let mut resp = respond(reply);
+    if let Some(body) = stream {
+        *resp.body_mut() = body;
+    }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-toxiproxy-request-id", v);
     }

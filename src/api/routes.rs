@@ -28,6 +28,14 @@ pub enum Route {
     ToxicDelete(String, String),
     Version,
     Metrics,
+    /// `GET /proxies/{proxy}/connections`.
+    ConnectionIndex(String),
+    /// `DELETE /proxies/{proxy}/connections/{id}`, with the raw query (`reset=true`).
+    ConnectionDelete(String, String, Option<String>),
+    /// `GET /events`: the Server-Sent Events stream.
+    Events,
+    /// `GET /ui/…`: a dashboard asset (`""` for the page itself).
+    Ui(String),
 }
 
 impl Route {
@@ -48,6 +56,10 @@ impl Route {
             Route::ToxicDelete(..) => "ToxicDelete",
             Route::Version => "Version",
             Route::Metrics => "Metrics",
+            Route::ConnectionIndex(_) => "ConnectionIndex",
+            Route::ConnectionDelete(..) => "ConnectionDelete",
+            Route::Events => "Events",
+            Route::Ui(_) => "Dashboard",
         }
     }
 }
@@ -79,7 +91,12 @@ pub fn route(method: &Method, raw_path: &str, raw_query: Option<&str>, metrics: 
         }
         return Routing::Redirect(location);
     }
-    match_path(method, &path, metrics)
+    match match_path(method, &path, metrics) {
+        Routing::Matched(Route::ConnectionDelete(p, id, _)) => {
+            Routing::Matched(Route::ConnectionDelete(p, id, raw_query.map(str::to_owned)))
+        }
+        other => other,
+    }
 }
 
 fn var(segment: &[u8]) -> String {
@@ -138,6 +155,23 @@ fn match_path(method: &Method, path: &[u8], metrics: bool) -> Routing {
             }
         }
         [b"metrics"] if metrics => Matched(Route::Metrics),
+        [b"proxies", p, b"connections"] if !p.is_empty() => match *m {
+            Method::GET => Matched(Route::ConnectionIndex(var(p))),
+            _ => MethodNotAllowed,
+        },
+        [b"proxies", p, b"connections", c] if !p.is_empty() && !c.is_empty() => match *m {
+            Method::DELETE => Matched(Route::ConnectionDelete(var(p), var(c), None)),
+            _ => MethodNotAllowed,
+        },
+        [b"events"] => match *m {
+            Method::GET => Matched(Route::Events),
+            _ => MethodNotAllowed,
+        },
+        [b"ui"] => Routing::Redirect("/ui/".to_owned()),
+        [b"ui", asset] if super::ui::exists(asset) => match *m {
+            Method::GET => Matched(Route::Ui(var(asset))),
+            _ => MethodNotAllowed,
+        },
         _ => NotFound,
     }
 }
@@ -254,6 +288,29 @@ mod tests {
             matched(Route::ToxicDelete(p(), t()))
         );
         assert_eq!(r("GET", "/version"), matched(Route::Version));
+        assert_eq!(
+            r("GET", "/proxies/web/connections"),
+            matched(Route::ConnectionIndex(p()))
+        );
+        assert_eq!(
+            route(
+                &Method::DELETE,
+                "/proxies/web/connections/7",
+                Some("reset=true"),
+                false
+            ),
+            matched(Route::ConnectionDelete(
+                p(),
+                "7".into(),
+                Some("reset=true".into())
+            ))
+        );
+        assert_eq!(r("GET", "/events"), matched(Route::Events));
+        assert_eq!(r("GET", "/ui/"), matched(Route::Ui(String::new())));
+        assert_eq!(r("GET", "/ui/app.js"), matched(Route::Ui("app.js".into())));
+        assert_eq!(r("GET", "/ui"), Routing::Redirect("/ui/".into()));
+        assert_eq!(r("GET", "/ui/nope"), Routing::NotFound);
+        assert_eq!(r("POST", "/events"), Routing::MethodNotAllowed);
     }
 
     #[test]

@@ -9,7 +9,10 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use super::chain::{hash_str, mix};
+use super::conns::{link_seed, CloseReason, Conn};
 use super::link::{Link, LinkEnd};
 use super::Instance;
 use crate::model::Direction;
@@ -169,22 +172,31 @@ pub(crate) async fn serve(
         client = %peer, "Accepted client");
 
     let seed = mix(mix(inst.seed, hash_str(&inst.name)), seq);
+    let record = inst.conns.open(peer, seed, cancel.clone());
+    // Which link ended first (0: none yet, else its direction index + 1): the close reason.
+    let first = std::sync::atomic::AtomicU8::new(0);
     let link = |dir: Direction, src, dst| Link {
         src,
         dst,
         chain: inst.chains[dir.index()].subscribe(),
         watching: true,
         cancel: &cancel,
-        seed: mix(seed, dir.index() as u64 + 1),
+        seed: link_seed(seed, dir),
         counters: &inst.stats.directions[dir.index()],
         held_limit: inst.held_limit,
         carry: None,
+        conn_bytes: &record.bytes[dir.index()],
     };
     let up = link(Direction::Upstream, &client, &upstream);
     let down = link(Direction::Downstream, &upstream, &client);
-    let (a, b) = tokio::join!(up.run(), down.run());
+    let (a, b) = tokio::join!(
+        run_link(up, Direction::Upstream, &first),
+        run_link(down, Direction::Downstream, &first)
+    );
     let reset = LinkEnd::Teardown(CloseKind::Reset);
-    if a == reset || b == reset {
+    let reason = close_reason(&inst, &record, [a, b], first.load(Relaxed));
+    inst.conns.close(&record, reason);
+    if a == reset || b == reset || record.reset.load(Relaxed) {
         // SO_LINGER=0: closing sends RST to both peers.
         let _ = socket2::SockRef::from(&client).set_linger(Some(std::time::Duration::ZERO));
         let _ = socket2::SockRef::from(&upstream).set_linger(Some(std::time::Duration::ZERO));
@@ -194,6 +206,30 @@ pub(crate) async fn serve(
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     tracing::debug!(name = %inst.name, listen = %inst.listen, upstream = %inst.upstream,
         client = %peer, upstream_end = ?a, downstream_end = ?b, "Closed client");
+}
+
+/// Why a connection ended: killed through the API, its proxy stopped, or the side whose
+/// link ended first (a toxic when that link tore the connection down with toxics on it).
+fn close_reason(inst: &Instance, conn: &Conn, ends: [LinkEnd; 2], first: u8) -> CloseReason {
+    if conn.killed.load(Relaxed) {
+        return CloseReason::Api;
+    }
+    let Some(dir) = first.checked_sub(1).map(usize::from) else {
+        return CloseReason::ProxyStopped;
+    };
+    match ends[dir] {
+        LinkEnd::Cancelled => CloseReason::ProxyStopped,
+        LinkEnd::Teardown(_) if !inst.chains[dir].borrow().is_empty() => CloseReason::Toxic,
+        _ if dir == Direction::Upstream.index() => CloseReason::Client,
+        _ => CloseReason::Upstream,
+    }
+}
+
+/// Runs one link and notes it in `first` if it is the first of the two to end.
+async fn run_link(link: Link<'_>, dir: Direction, first: &std::sync::atomic::AtomicU8) -> LinkEnd {
+    let end = link.run().await;
+    let _ = first.compare_exchange(0, dir.index() as u8 + 1, Relaxed, Relaxed);
+    end
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 //! that is blocked writing to a peer that stopped reading picks the edit up later.
 
 use std::io::{self, Read as _};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use tokio::io::Interest;
@@ -64,6 +64,8 @@ pub(crate) struct Link<'a> {
     /// Bytes read and not yet written, handed from the fast path to whatever runs next
     /// (the toxic path, or buffered copying after a splice failure). `None` to start.
     pub carry: Option<Bytes>,
+    /// This connection's bytes written toward the destination (the connections API).
+    pub conn_bytes: &'a AtomicU64,
 }
 
 /// How far [`Link::write_out`] got.
@@ -202,6 +204,7 @@ impl<'a> Link<'a> {
                 Ok(n) => {
                     done += n;
                     self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                    self.conn_bytes.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if self.wait_writable().await? {
@@ -287,6 +290,7 @@ impl<'a> Link<'a> {
                 }) {
                     Ok(n) => {
                         self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                        self.conn_bytes.fetch_add(n as u64, Ordering::Relaxed);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         match self.wait_writable().await {
@@ -364,6 +368,7 @@ impl<'a> Link<'a> {
                     Ok(n) => {
                         wrote = true;
                         self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                        self.conn_bytes.fetch_add(n as u64, Ordering::Relaxed);
                         pipe.out_pos += n;
                         if n == data.len() {
                             pipe.out.pop_front();
@@ -552,6 +557,7 @@ mod tests {
         let (_tx, rx) = watch::channel(Chain::default());
         let cancel = CancellationToken::new();
         let counters = DirectionCounters::default();
+        let conn_bytes = AtomicU64::new(0);
         splice::FAIL_NEXT_OUT.store(libc::EINVAL, Ordering::Relaxed);
         let link = Link {
             src: &proxy_in,
@@ -563,6 +569,7 @@ mod tests {
             counters: &counters,
             held_limit: super::super::TOXIC_BUFFER_BYTES,
             carry: None,
+            conn_bytes: &conn_bytes,
         };
         let sent = data.clone();
         let writer = async move {

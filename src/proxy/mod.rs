@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 pub(crate) mod addr;
 pub(crate) mod chain;
 mod connection;
+pub(crate) mod conns;
 pub(crate) mod link;
 pub(crate) mod pipeline;
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -38,6 +39,7 @@ pub use chain::{Chain, ChainEntry};
 pub const TOXIC_BUFFER_BYTES: usize = 4 << 20;
 /// The default `-dial-retry` window.
 pub const DEFAULT_DIAL_RETRY: Duration = Duration::from_millis(100);
+pub use conns::{CloseReason, Conn, ConnTable};
 
 /// Settings shared by every proxy of a server.
 #[derive(Debug, Clone)]
@@ -91,6 +93,8 @@ pub(crate) struct Instance {
     /// The toxic chains, per direction (shared with the proxy, so edits reach connections).
     pub chains: Arc<[watch::Sender<Chain>; 2]>,
     pub stats: Arc<InstanceStats>,
+    /// The proxy's open connections (kept across instances).
+    pub conns: Arc<ConnTable>,
     next_seq: AtomicU64,
     /// The upstream's resolved addresses and when they were looked up (hostname upstreams).
     resolved: std::sync::Mutex<Option<(tokio::time::Instant, Arc<[std::net::SocketAddr]>)>>,
@@ -127,6 +131,7 @@ impl Running {
         upstream: &str,
         chains: Arc<[watch::Sender<Chain>; 2]>,
         stats_for: impl FnOnce(&str) -> Arc<InstanceStats>,
+        conns: Arc<ConnTable>,
         config: &EngineConfig,
     ) -> Result<(String, Running), String> {
         let std_listener = addr::bind_resolved(resolved)?;
@@ -149,6 +154,7 @@ impl Running {
             dial_retry: config.dial_retry,
             chains,
             stats: stats_for(&bound),
+            conns,
             next_seq: AtomicU64::new(0),
             resolved: std::sync::Mutex::new(None),
         });

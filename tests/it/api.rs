@@ -43,6 +43,7 @@ async fn api_with(metrics: Metrics, api_token: Option<&str>, limits: Option<Limi
         registry: registry.clone(),
         metrics,
         api_token: api_token.map(str::to_owned),
+        ui_allowed_hosts: Vec::new(),
     };
     let shutdown = CancellationToken::new();
     let task = match limits {

@@ -3,6 +3,9 @@
 mod support;
 
 mod api;
+mod connections;
+mod dashboard;
+mod events;
 mod faults;
 mod fuzz;
 mod hostile;
