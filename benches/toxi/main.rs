@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: alloc::Counting = alloc::Counting;
 
-const FIGURES: [&str; 12] = [
+const FIGURES: [&str; 13] = [
     "bulk",
     "bulk8",
     "rtt",
