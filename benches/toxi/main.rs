@@ -78,46 +78,139 @@ pub struct Params {
     pub haproxy: bool,
 }
 
-const USAGE: &str = "\
-toxi benchmark suite
+const ENVIRONMENT: &str = "\
+Environment:
+  TOXI_BENCH_HAPROXY          HAProxy binary (default: haproxy on PATH or in /usr/sbin)
+  TOXI_BENCH_PROXY_THREADS    worker threads of the proxy runtime (default: one per CPU)
+  TOXI_BENCH_LOADGEN_THREADS  worker threads of the load-generator runtime (default: one
+                              per CPU)
+  TOXI_SERVER_BIN             server binary for the memory figure (default: the one
+                              Cargo built)
+  TOXI_BENCH_VERBOSE=1        print every API request's time";
 
-usage: cargo bench --bench toxi -- [options]
+/// The command line. Options left unset take their default for the mode (full or
+/// `--quick`), filled in by `parse_args`. Help lines are wrapped by hand (clap's
+/// `wrap_help` would pull in a terminal-size crate).
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "toxi-bench",
+    about = "toxi benchmark suite",
+    override_usage = "cargo bench --bench toxi -- [OPTIONS]",
+    after_help = ENVIRONMENT,
+    disable_version_flag = true,
+    // A repeated option is no error; its last value wins.
+    args_override_self = true
+)]
+struct Args {
+    /// Short smoke run (< 20 s): 2 rounds, 0.2 s samples, 1,000 idle
+    /// connections, 0.5 s bandwidth transfers, 1 s API churn
+    #[arg(long, verbatim_doc_comment)]
+    quick: bool,
+    /// Direct/proxied rounds per figure (default 5; 2 with --quick)
+    #[arg(long, value_name = "N")]
+    rounds: Option<usize>,
+    /// Seconds per throughput/rate sample (default 0.5; 0.2 with --quick)
+    #[arg(long, value_name = "X", value_parser = finite_f64)]
+    secs: Option<f64>,
+    /// Ping-pongs per round-trip sample (default 5000; 1500 with --quick)
+    #[arg(long, value_name = "N")]
+    rtt_iters: Option<usize>,
+    /// Idle connections for the memory figures (default 5000; 1000 with
+    /// --quick)
+    #[arg(long, value_name = "N", verbatim_doc_comment)]
+    idle_conns: Option<usize>,
+    /// Streaming connections during the API figure (default 1000)
+    #[arg(long, value_name = "N")]
+    streams: Option<usize>,
+    /// Toxic add+remove pairs per API measurement (default 100; 15 with
+    /// --quick)
+    #[arg(long, value_name = "N", verbatim_doc_comment)]
+    api_ops: Option<usize>,
+    /// Seconds of data per bandwidth transfer (default 2; 0.5 with --quick)
+    #[arg(long, value_name = "X", value_parser = finite_f64)]
+    bw_secs: Option<f64>,
+    /// Run only these figures (see the help's list)
+    #[arg(
+        long,
+        value_name = "a,b,...",
+        value_delimiter = ',',
+        value_parser = figure,
+        help = only_help()
+    )]
+    only: Option<Vec<String>>,
+    /// Exit with status 1 if any target is missed
+    #[arg(long)]
+    strict: bool,
+    /// Also measure HAProxy in TCP mode (as many threads as the proxy
+    /// runtime) on the same upstreams, alternating with direct and toxi:
+    /// bulk, bulk8, rtt, rr64k, connrate and memory get a reference row
+    #[arg(long, verbatim_doc_comment)]
+    haproxy: bool,
+    /// Serve the API on a one-thread runtime of its own instead of sharing
+    /// the proxy runtime, as toxi-server does (the default)
+    #[arg(long, verbatim_doc_comment, overrides_with = "shared_api_runtime")]
+    separate_api_runtime: bool,
+    /// Serve the API on the proxy runtime instead (for comparison)
+    #[arg(long, overrides_with = "separate_api_runtime")]
+    shared_api_runtime: bool,
+    /// Passed by `cargo bench`; ignored
+    #[arg(long, hide = true)]
+    bench: bool,
+    /// Benchmark name filters passed by `cargo bench NAME`; ignored
+    #[arg(hide = true)]
+    filters: Vec<String>,
+}
 
-  --quick            short smoke run (< 20 s): 2 rounds, 0.2 s samples, 1,000 idle
-                     connections, 0.5 s bandwidth transfers, 1 s API churn
-  --rounds N         direct/proxied rounds per figure (default 5)
-  --secs X           seconds per throughput/rate sample (default 0.5)
-  --rtt-iters N      ping-pongs per round-trip sample (default 5000)
-  --idle-conns N     idle connections for the memory figures (default 5000)
-  --streams N        streaming connections during the API figure (default 1000)
-  --api-ops N        toxic add+remove pairs per API measurement (default 100)
-  --bw-secs X        seconds of data per bandwidth transfer (default 2)
-  --only a,b,...     run only these figures: bulk bulk8 rtt rr64k connrate memory alloc
-                     lat100 latency bandwidth api events
-  --strict           exit with status 1 if any target is missed
-  --haproxy          also measure HAProxy in TCP mode (as many threads as the proxy
-                     runtime) on the same upstreams, alternating with direct and toxi:
-                     bulk, bulk8, rtt, rr64k, connrate and memory get a reference row
-  --separate-api-runtime
-                     serve the API on a one-thread runtime of its own instead of sharing
-                     the proxy runtime, as toxi-server does (the default)
-  --shared-api-runtime
-                     serve the API on the proxy runtime instead (for comparison)
+/// The help of `--only`: the figure names, a few to a line.
+fn only_help() -> String {
+    let names: Vec<String> = FIGURES.chunks(7).map(|c| c.join(" ")).collect();
+    format!("Run only these figures:\n{}", names.join("\n"))
+}
 
-environment: TOXI_BENCH_HAPROXY (HAProxy binary; default: haproxy on PATH or in /usr/sbin),
-TOXI_BENCH_PROXY_THREADS, TOXI_BENCH_LOADGEN_THREADS (worker threads of the
-proxy and load-generator runtimes; default: number of CPUs), TOXI_SERVER_BIN (server binary
-for the memory figure; default: the one Cargo built), TOXI_BENCH_VERBOSE=1 (print every API
-request's time).
-";
+/// `e` without clap's tip to pass an unknown option after `--` (as a value of the hidden,
+/// ignored filters), which would only mislead here.
+fn without_dash_dash_tip(e: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return e;
+    }
+    let mut clean = clap::Error::new(e.kind()).with_cmd(&<Args as clap::CommandFactory>::command());
+    for (kind, value) in e.context().filter(|(k, _)| *k != ContextKind::Suggested) {
+        clean.insert(kind, value.clone());
+    }
+    clean
+}
 
-fn parse_args() -> Result<Option<Params>, String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.is_empty() {
+/// A figure name of `--only` (surrounding blanks ignored).
+fn figure(s: &str) -> Result<String, String> {
+    let name = s.trim();
+    if FIGURES.contains(&name) {
+        Ok(name.to_string())
+    } else {
+        Err(format!("unknown figure; known: {}", FIGURES.join(" ")))
+    }
+}
+
+/// A finite number of seconds (`nan` or `inf` would panic in `Duration`).
+fn finite_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() => Ok(x),
+        _ => Err("not a finite number".to_string()),
+    }
+}
+
+/// The run's parameters, or `None` when there is nothing to run (no arguments, as from
+/// `cargo test --benches`). `--help` and bad options exit here, as clap does.
+fn parse_args() -> Option<Params> {
+    if std::env::args_os().len() <= 1 {
         // `cargo test --benches` runs bench targets without arguments: do nothing there.
         println!("toxi bench: run with `cargo bench --bench toxi` (see --help)");
-        return Ok(None);
+        return None;
     }
+    let args = match <Args as clap::Parser>::try_parse() {
+        Ok(args) => args,
+        Err(e) => without_dash_dash_tip(e).exit(),
+    };
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let env_threads = |name: &str| {
         std::env::var(name)
@@ -126,73 +219,37 @@ fn parse_args() -> Result<Option<Params>, String> {
             .filter(|&n: &usize| n > 0)
             .unwrap_or(cpus)
     };
-    let quick = args.iter().any(|a| a == "--quick");
-    let mut p = Params {
+    let quick = args.quick;
+    let secs = args
+        .secs
+        .map_or(if quick { 0.2 } else { 0.5 }, |x| x.clamp(0.05, 60.0));
+    Some(Params {
         quick,
-        rounds: if quick { 2 } else { 5 },
-        sample: Duration::from_millis(if quick { 200 } else { 500 }),
-        rtt_iters: if quick { 1500 } else { 5000 },
-        idle_conns: if quick { 1000 } else { 5000 },
-        api_streams: 1000,
-        api_ops: if quick { 15 } else { 100 },
+        rounds: args.rounds.map_or(if quick { 2 } else { 5 }, |n| n.max(1)),
+        sample: Duration::from_secs_f64(secs),
+        rtt_iters: args
+            .rtt_iters
+            .map_or(if quick { 1500 } else { 5000 }, |n| n.max(10)),
+        idle_conns: args
+            .idle_conns
+            .map_or(if quick { 1000 } else { 5000 }, |n| n.max(1)),
+        api_streams: args.streams.map_or(1000, |n| n.max(1)),
+        api_ops: args
+            .api_ops
+            .map_or(if quick { 15 } else { 100 }, |n| n.max(1)),
         api_limit: Duration::from_secs(if quick { 1 } else { 15 }),
         lat_pings: if quick { 6 } else { 20 },
         burst_msgs: if quick { 10 } else { 20 },
-        bw_secs: if quick { 0.5 } else { 2.0 },
-        only: None,
-        strict: false,
+        bw_secs: args
+            .bw_secs
+            .map_or(if quick { 0.5 } else { 2.0 }, |x| x.clamp(0.1, 60.0)),
+        only: args.only,
+        strict: args.strict,
         proxy_threads: env_threads("TOXI_BENCH_PROXY_THREADS"),
         loadgen_threads: env_threads("TOXI_BENCH_LOADGEN_THREADS"),
-        separate_api_runtime: true,
-        haproxy: false,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        fn num<T: std::str::FromStr>(name: &str, v: String) -> Result<T, String> {
-            v.parse().map_err(|_| format!("bad value for {name}: {v}"))
-        }
-        match a.as_str() {
-            "--quick" | "--bench" => {}
-            "--strict" => p.strict = true,
-            "--haproxy" => p.haproxy = true,
-            "--separate-api-runtime" => p.separate_api_runtime = true,
-            "--shared-api-runtime" => p.separate_api_runtime = false,
-            "--rounds" => p.rounds = num::<usize>(a, value(a)?)?.max(1),
-            "--secs" => {
-                p.sample = Duration::from_secs_f64(num::<f64>(a, value(a)?)?.clamp(0.05, 60.0))
-            }
-            "--rtt-iters" => p.rtt_iters = num::<usize>(a, value(a)?)?.max(10),
-            "--idle-conns" => p.idle_conns = num::<usize>(a, value(a)?)?.max(1),
-            "--streams" => p.api_streams = num::<usize>(a, value(a)?)?.max(1),
-            "--api-ops" => p.api_ops = num::<usize>(a, value(a)?)?.max(1),
-            "--bw-secs" => p.bw_secs = num::<f64>(a, value(a)?)?.clamp(0.1, 60.0),
-            "--only" => {
-                let list: Vec<String> =
-                    value(a)?.split(',').map(|s| s.trim().to_string()).collect();
-                if let Some(bad) = list.iter().find(|f| !FIGURES.contains(&f.as_str())) {
-                    return Err(format!(
-                        "unknown figure {bad}; known: {}",
-                        FIGURES.join(" ")
-                    ));
-                }
-                p.only = Some(list);
-            }
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                return Ok(None);
-            }
-            other if other.starts_with('-') => {
-                return Err(format!("unknown option {other}\n{USAGE}"))
-            }
-            _ => {}
-        }
-    }
-    Ok(Some(p))
+        separate_api_runtime: !args.shared_api_runtime,
+        haproxy: args.haproxy,
+    })
 }
 
 /// Raises the soft open-files limit to the hard limit (5,000 idle connections need
@@ -214,13 +271,8 @@ fn raise_nofile() -> u64 {
 }
 
 fn main() {
-    let params = match parse_args() {
-        Ok(Some(p)) => p,
-        Ok(None) => return,
-        Err(e) => {
-            eprintln!("toxi bench: {e}");
-            std::process::exit(2);
-        }
+    let Some(params) = parse_args() else {
+        return;
     };
     let nofile = raise_nofile();
     let started = Instant::now();
