@@ -8,6 +8,7 @@
 //!   clock-driven state machine;
 //! * [`proxy`]: listeners, connections and links (the data path);
 //! * [`registry`]: the proxy collection and its API semantics;
+//! * [`schedule`]: the timer that flips scheduled toxics and removes expired ones;
 //! * [`api`]: the Toxiproxy HTTP API on hyper;
 //! * [`metrics`]: Prometheus `/metrics` and the series the engine feeds (the registry
 //!   takes its counters from [`metrics::Store`]);
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod model;
 pub mod proxy;
 pub mod registry;
+pub mod schedule;
 pub mod server;
 pub mod toxics;
 

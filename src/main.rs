@@ -34,6 +34,8 @@ struct Flags {
     api_token: Option<String>,
     #[arg(long = "toxic-buffer-bytes")]
     toxic_buffer_bytes: Option<usize>,
+    #[arg(long = "max-toxic-duration", value_parser = parse_go_duration)]
+    max_toxic_duration: Option<Duration>,
     /// Positional arguments are ignored, as in the reference.
     #[arg(hide = true)]
     rest: Vec<String>,
@@ -85,6 +87,7 @@ const USAGE_FLAGS: &[(&str, &str, &str)] = &[
     ("config", " string", "\tJSON file containing proxies to create on startup"),
     ("dial-timeout", " duration", "\tHow long a connection waits for its upstream dial (default 10s)"),
     ("host", " string", "\tHost for toxiproxy's API to listen on (default \"localhost\")"),
+    ("max-toxic-duration", " duration", "\tToxics added through the API without a schedule duration get this one; longer ones are refused (default none)"),
     ("port", " string", "\tPort for toxiproxy's API to listen on (default \"8474\")"),
     ("proxy-metrics", "", "\tenable toxiproxy-specific prometheus metrics (default \"false\")"),
     ("runtime-metrics", "", "\tenable runtime-related prometheus metrics (default \"false\")"),
@@ -219,6 +222,7 @@ fn main() -> ExitCode {
             .or_else(|| std::env::var("TOXI_API_TOKEN").ok())
             .filter(|t| !t.is_empty()),
         proxy_runtime: None,
+        max_toxic_duration: flags.max_toxic_duration,
     };
     // Two runtimes: the data path (listeners and connections) on a multi-threaded one,
     // the control API on a thread of its own, so that busy connections never delay it.

@@ -9,10 +9,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
 use crate::metrics::Store;
-use crate::model::Direction;
+use crate::model::schedule::Phase;
+use crate::model::{Direction, Schedule};
 use crate::proxy::{addr, Chain, ChainEntry, EngineConfig, InstanceStats, Running};
 
 // The API's view of proxies and toxics is the wire model's; re-exported for callers that
@@ -70,6 +72,10 @@ pub struct Registry {
     next_uid: AtomicU64,
     /// Metric series (byte counters, toxic activations), kept across proxy restarts.
     metrics: Arc<Store>,
+    /// Woken when a schedule is set, changed or cleared (see `crate::schedule`).
+    schedule_wake: Arc<Notify>,
+    /// `-max-toxic-duration` in ms: applied to toxics added through the API.
+    max_toxic_duration: Option<u64>,
 }
 
 /// One named proxy.
@@ -101,6 +107,8 @@ struct ToxicRecord {
     attr_gen: u64,
     toxicity_gen: u64,
     activations: Arc<AtomicU64>,
+    /// When the schedule (if any) was set: its phases count from here.
+    origin: Instant,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -198,6 +206,7 @@ impl Proxy {
                 attr_gen: t.attr_gen,
                 toxicity_gen: t.toxicity_gen,
                 activations: t.activations.clone(),
+                active: t.snapshot.schedule.map_or(true, |s| s.active),
             })
             .collect();
         self.chains[dir.index()].send_replace(Arc::new(chain));
@@ -230,7 +239,20 @@ impl Registry {
             proxies: Mutex::new(BTreeMap::new()),
             next_uid: AtomicU64::new(1),
             metrics: Arc::default(),
+            schedule_wake: Arc::default(),
+            max_toxic_duration: None,
         }
+    }
+
+    /// Sets `-max-toxic-duration` (ms).
+    pub fn with_max_toxic_duration(mut self, max_ms: Option<u64>) -> Registry {
+        self.max_toxic_duration = max_ms;
+        self
+    }
+
+    /// `-max-toxic-duration` in ms, if set.
+    pub fn max_toxic_duration(&self) -> Option<u64> {
+        self.max_toxic_duration
     }
 
     /// The metric series of this registry's proxies and toxics (read by `/metrics`).
@@ -436,17 +458,10 @@ impl Registry {
             return Err(Error::ToxicExists);
         }
         toxic.kind.validate().map_err(Error::BadRequest)?;
+        let record = self.record(&proxy.name, toxic)?;
+        let toxic = record.snapshot.clone();
         let dir = toxic.direction;
-        let activations =
-            self.metrics
-                .toxic_activations(&proxy.name, &toxic.name, toxic.kind.type_name(), dir);
-        st.toxics[dir.index()].push(ToxicRecord {
-            snapshot: toxic.clone(),
-            uid: self.next_uid.fetch_add(1, Ordering::Relaxed),
-            attr_gen: 0,
-            toxicity_gen: 0,
-            activations,
-        });
+        st.toxics[dir.index()].push(record);
         proxy.publish(&st, dir);
         tracing::info!(name = %proxy.name, toxic = %toxic.name, r#type = toxic.kind.type_name(),
             stream = %toxic.stream, "Added toxic");
@@ -462,6 +477,18 @@ impl Registry {
         toxic: &str,
         edit: impl FnOnce(&mut ToxicSnapshot) -> Result<(), Error>,
     ) -> Result<ToxicSnapshot, Error> {
+        self.update_toxic_with(proxy, toxic, None, edit)
+    }
+
+    /// [`Registry::update_toxic`], also setting (`Some(Some(_))`: its phases start over
+    /// now) or clearing (`Some(None)`) the toxic's schedule.
+    pub fn update_toxic_with(
+        &self,
+        proxy: &str,
+        toxic: &str,
+        schedule: Option<Option<Schedule>>,
+        edit: impl FnOnce(&mut ToxicSnapshot) -> Result<(), Error>,
+    ) -> Result<ToxicSnapshot, Error> {
         let proxy = self.find(proxy)?;
         let mut st = lock(&proxy.state);
         let (d, i) = Proxy::find_toxic(&st, toxic).ok_or(Error::ToxicNotFound)?;
@@ -475,6 +502,13 @@ impl Registry {
             edited.kind = record.snapshot.kind.clone();
         }
         edited.kind.validate().map_err(Error::BadRequest)?;
+        let now = Instant::now();
+        if let Some(schedule) = schedule {
+            edited.schedule = schedule;
+            start_schedule(&mut edited, now, now)?;
+            st.toxics[d][i].origin = now;
+            self.schedule_wake.notify_one();
+        }
         let record = &mut st.toxics[d][i];
         if edited.kind != record.snapshot.kind {
             record.attr_gen += 1;
@@ -525,5 +559,126 @@ impl Registry {
                 )
             })
             .collect()
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Schedules (beyond.md §1.1). `crate::schedule` drives [`Registry::tick`] on one timer.
+
+/// A change the schedule timer made to a toxic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleEvent {
+    pub proxy: String,
+    pub toxic: String,
+    pub change: ScheduleChange,
+}
+
+/// What happened to a scheduled toxic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleChange {
+    Activated,
+    Deactivated,
+    /// Its `duration` ended: it was removed, as a `DELETE` removes it.
+    Expired,
+}
+
+/// Validates `toxic`'s schedule, if any, and sets its state as of `now` for a schedule set
+/// at `origin`.
+fn start_schedule(toxic: &mut ToxicSnapshot, origin: Instant, now: Instant) -> Result<(), Error> {
+    if let Some(schedule) = &mut toxic.schedule {
+        schedule.validate().map_err(Error::BadRequest)?;
+        schedule.active = matches!(
+            schedule.phase(now.saturating_duration_since(origin)),
+            Phase::Steady(true, _)
+        );
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// A new record for `toxic` on proxy `proxy`: a fresh uid, its activation counter, and
+    /// its schedule (if any) starting now.
+    fn record(&self, proxy: &str, mut toxic: ToxicSnapshot) -> Result<ToxicRecord, Error> {
+        let now = Instant::now();
+        start_schedule(&mut toxic, now, now)?;
+        if toxic.schedule.is_some() {
+            self.schedule_wake.notify_one();
+        }
+        let activations = self.metrics.toxic_activations(
+            proxy,
+            &toxic.name,
+            toxic.kind.type_name(),
+            toxic.direction,
+        );
+        Ok(ToxicRecord {
+            snapshot: toxic,
+            uid: self.next_uid.fetch_add(1, Ordering::Relaxed),
+            attr_gen: 0,
+            toxicity_gen: 0,
+            activations,
+            origin: now,
+        })
+    }
+
+    /// Woken whenever a schedule is set, changed or cleared: the timer then recomputes its
+    /// next deadline.
+    pub fn schedule_wake(&self) -> Arc<Notify> {
+        self.schedule_wake.clone()
+    }
+
+    /// Applies every schedule transition due at `now`: flips toxics on or off (publishing
+    /// their chains) and removes expired ones exactly as `DELETE` does. Returns what changed
+    /// and when the next transition is due.
+    pub fn tick(&self, now: Instant) -> (Vec<ScheduleEvent>, Option<Instant>) {
+        let proxies: Vec<Arc<Proxy>> = lock(&self.proxies).values().cloned().collect();
+        let mut events = Vec::new();
+        let mut next: Option<Instant> = None;
+        for proxy in proxies {
+            let mut st = lock(&proxy.state);
+            for dir in [Direction::Upstream, Direction::Downstream] {
+                let mut changed = false;
+                st.toxics[dir.index()].retain_mut(|t| {
+                    let Some(schedule) = &mut t.snapshot.schedule else {
+                        return true;
+                    };
+                    let (active, until) =
+                        match schedule.phase(now.saturating_duration_since(t.origin)) {
+                            Phase::Expired => {
+                                changed = true;
+                                tracing::info!(name = %proxy.name, toxic = %t.snapshot.name,
+                                    "Toxic expired");
+                                events.push(ScheduleEvent {
+                                    proxy: proxy.name.clone(),
+                                    toxic: t.snapshot.name.clone(),
+                                    change: ScheduleChange::Expired,
+                                });
+                                return false;
+                            }
+                            Phase::Steady(active, until) => (active, until),
+                        };
+                    if active != schedule.active {
+                        schedule.active = active;
+                        changed = true;
+                        events.push(ScheduleEvent {
+                            proxy: proxy.name.clone(),
+                            toxic: t.snapshot.name.clone(),
+                            change: if active {
+                                ScheduleChange::Activated
+                            } else {
+                                ScheduleChange::Deactivated
+                            },
+                        });
+                    }
+                    if let Some(until) = until.and_then(|u| t.origin.checked_add(u)) {
+                        next = Some(next.map_or(until, |n| n.min(until)));
+                    }
+                    true
+                });
+                if changed {
+                    proxy.publish(&st, dir);
+                }
+            }
+        }
+        (events, next)
     }
 }

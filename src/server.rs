@@ -63,6 +63,9 @@ pub struct Config {
     /// runtime `Server::start` is called on. The binary runs the API on a thread of its
     /// own and passes its multi-threaded data-path runtime here.
     pub proxy_runtime: Option<tokio::runtime::Handle>,
+    /// `-max-toxic-duration`: toxics added through the API without a `duration` get this
+    /// one, and a longer one is refused.
+    pub max_toxic_duration: Option<Duration>,
 }
 
 impl Default for Config {
@@ -78,6 +81,7 @@ impl Default for Config {
             toxic_buffer_bytes: crate::proxy::TOXIC_BUFFER_BYTES,
             api_token: None,
             proxy_runtime: None,
+            max_toxic_duration: None,
         }
     }
 }
@@ -124,12 +128,19 @@ impl Server {
     /// fatal, as in the reference), binds the API and starts serving it.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let seed = config.seed.map(|s| s as u64).unwrap_or_else(rand::random);
-        let registry = Arc::new(Registry::new(EngineConfig {
-            seed,
-            dial_timeout: config.dial_timeout,
-            held_limit: config.toxic_buffer_bytes,
-            runtime: config.proxy_runtime.clone(),
-        }));
+        let registry = Arc::new(
+            Registry::new(EngineConfig {
+                seed,
+                dial_timeout: config.dial_timeout,
+                held_limit: config.toxic_buffer_bytes,
+                runtime: config.proxy_runtime.clone(),
+            })
+            .with_max_toxic_duration(
+                config
+                    .max_toxic_duration
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            ),
+        );
         tracing::info!(version = crate::VERSION, "Starting Toxiproxy");
         if let Some(path) = &config.config_file {
             populate_from_file(&registry, path).await;
@@ -143,6 +154,7 @@ impl Server {
             .map_err(|e| StartError::ApiBind(e.to_string()))?;
         tracing::info!(address = %api_addr, "Starting Toxiproxy HTTP server");
         let shutdown = CancellationToken::new();
+        tokio::spawn(crate::schedule::run(registry.clone(), shutdown.clone()));
         let metrics =
             crate::metrics::renderer(&registry, config.proxy_metrics, config.runtime_metrics);
         let state = crate::api::ApiState {

@@ -13,7 +13,7 @@ use hyper::{Method, StatusCode};
 use super::routes::Route;
 use super::{ApiState, Limits};
 use crate::model::json::{self, DecodeError};
-use crate::model::{Direction, ToxicSnapshot};
+use crate::model::{Direction, Schedule, ToxicSnapshot};
 use crate::registry::{Error, ProxyPatch};
 use crate::toxics;
 
@@ -364,12 +364,14 @@ async fn toxic_create(ctx: &mut Ctx, proxy: &str) -> Result<Reply, Reply> {
     }
     request.decode_attributes(&mut kind).map_err(bad_body)?;
     kind.validate().map_err(|msg| Reply::error(&msg, 400))?;
+    let schedule = request.schedule().map_err(|msg| Reply::error(&msg, 400))?;
     let toxic = ToxicSnapshot {
         name,
         stream,
         direction,
         toxicity: request.toxicity.unwrap_or(1.0),
         kind,
+        schedule: capped(&registry, schedule)?,
     };
     let added = registry.add_toxic(proxy, toxic)?;
     Ok(Reply::json(200, json::toxic_json(&added)))
@@ -380,10 +382,27 @@ async fn toxic_update(ctx: &mut Ctx, proxy: &str, toxic: &str) -> Result<Reply, 
     registry.toxic(proxy, toxic)?;
     let body = ctx.body().await?;
     let update = json::decode_toxic_update(&body).map_err(bad_body)?;
-    let updated = registry.update_toxic(proxy, toxic, |t| {
+    let schedule = match update.schedule().map_err(|msg| Reply::error(&msg, 400))? {
+        Some(s) => Some(capped(&registry, s)?),
+        None => None,
+    };
+    let updated = registry.update_toxic_with(proxy, toxic, schedule, |t| {
         update
             .apply(t)
             .map_err(|e| Error::BadRequest(format!("bad request body: {e}")))
     })?;
     Ok(Reply::json(200, json::toxic_json(&updated)))
+}
+
+/// Applies `-max-toxic-duration` to the schedule of a toxic set through the API.
+fn capped(
+    registry: &crate::registry::Registry,
+    schedule: Option<Schedule>,
+) -> Result<Option<Schedule>, Reply> {
+    match registry.max_toxic_duration() {
+        None => Ok(schedule),
+        Some(max) => Schedule::capped(schedule, max)
+            .map(Some)
+            .map_err(|msg| Reply::error(&msg, 400)),
+    }
 }

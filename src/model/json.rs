@@ -32,6 +32,7 @@
 
 use std::fmt;
 
+use crate::model::schedule::{self, Schedule};
 use crate::model::{
     AttrDef, AttrType, AttrValue, ProxyInput, ProxySnapshot, ToxicKind, ToxicSnapshot,
 };
@@ -479,7 +480,7 @@ fn fold(key: &str) -> String {
 }
 
 /// Whether a JSON key selects the field whose JSON name is `field` (lower-case ASCII).
-fn key_is(key: &str, field: &str) -> bool {
+pub(crate) fn key_is(key: &str, field: &str) -> bool {
     key.len() <= field.len() * 3 && fold(key).eq_ignore_ascii_case(field)
 }
 
@@ -874,6 +875,35 @@ impl ToxicUpdate {
 }
 
 // ------------------------------------------------------------------------------------------
+// toxi's own toxic fields: `schedule` (beyond.md §1.1)
+
+/// The last `schedule` member of a toxic body: absent is `None`, `null` is `Some(None)`.
+fn schedule_member(doc: &Json) -> Result<Option<Option<Schedule>>, String> {
+    let Json::Object(members) = doc else {
+        return Ok(None);
+    };
+    match members.iter().rev().find(|(k, _)| key_is(k, "schedule")) {
+        None => Ok(None),
+        Some((_, v)) => schedule::decode(v).map(Some),
+    }
+}
+
+impl ToxicCreate {
+    /// The toxic's `schedule`, validated (`null` or absent: none). The error names the field.
+    pub fn schedule(&self) -> Result<Option<Schedule>, String> {
+        Ok(schedule_member(&self.doc)?.flatten())
+    }
+}
+
+impl ToxicUpdate {
+    /// A `schedule` to set (`Some(Some(_))`), clear (`Some(None)`, from `null`) or keep
+    /// (`None`, absent).
+    pub fn schedule(&self) -> Result<Option<Option<Schedule>>, String> {
+        schedule_member(&self.doc)
+    }
+}
+
+// ------------------------------------------------------------------------------------------
 // Encoding
 
 /// Appends `s` as a JSON string literal, escaped as Go's `encoding/json` does with HTML
@@ -1017,6 +1047,16 @@ pub fn write_toxic(out: &mut String, t: &ToxicSnapshot) {
     write_str(out, &t.stream);
     out.push_str(",\"toxicity\":");
     out.push_str(&format_f32(t.toxicity));
+    // toxi's own: only on scheduled toxics.
+    if let Some(schedule) = &t.schedule {
+        out.push_str(",\"schedule\":");
+        schedule.write_json(out);
+        out.push_str(if schedule.active {
+            ",\"active\":true"
+        } else {
+            ",\"active\":false"
+        });
+    }
     out.push('}');
 }
 

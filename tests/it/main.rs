@@ -11,4 +11,5 @@ mod logging;
 mod metrics;
 mod process;
 mod proxies;
+mod schedule;
 mod toxics;
