@@ -375,3 +375,45 @@ async fn max_toxic_duration_caps_api_toxics() {
     let (_, body) = http(api, "GET", "/proxies/capped/toxics", "").await;
     assert_eq!(body, "[]");
 }
+
+/// `limit_time` closes each connection `duration` ms after the toxic was on it: from the
+/// moment it was added for a connection already open, from the open for a later one.
+#[tokio::test]
+async fn limit_time_closes_connections_on_time() {
+    let server = server().await;
+    let api = server.api_addr();
+    let p = proxy(&server, "lt", echo_upstream().await).await;
+    let mut old = connect(&p).await;
+    round_trip(&mut old, b"warm").await;
+    let added = Instant::now();
+    let (status, body) = http(
+        api,
+        "POST",
+        "/proxies/lt/toxics",
+        r#"{"type":"limit_time","attributes":{"duration":400}}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        r#"{"attributes":{"duration":400},"name":"limit_time_downstream","type":"limit_time","stream":"downstream","toxicity":1}"#
+    );
+    tokio::time::sleep(ms(200)).await;
+    let opened = Instant::now();
+    let mut new = connect(&p).await;
+    // Data passes normally meanwhile.
+    let rtt = round_trip(&mut new, b"ping").await;
+    assert!(rtt < ms(150), "{rtt:?}");
+    expect_closed(&mut old).await;
+    let at = added.elapsed();
+    assert!(
+        at >= ms(400) && at < ms(400 + 200),
+        "open connection closed at {at:?}"
+    );
+    expect_closed(&mut new).await;
+    let at = opened.elapsed();
+    assert!(
+        at >= ms(400) && at < ms(400 + 200),
+        "new connection closed at {at:?}"
+    );
+}
