@@ -13,12 +13,14 @@
 //! * [`metrics`]: Prometheus `/metrics` and the series the engine feeds (the registry
 //!   takes its counters from [`metrics::Store`]);
 //! * [`logging`]: zerolog-style JSON (or text) logs on stdout, `LOG_LEVEL`;
+//! * [`config`]: the `-config` file, its toxics, and `-config-watch` reloads;
 //! * [`server`]: start a whole server in-process ([`server::Server::start`]);
 //! * [`client`]: a typed async client for every API route (the `toxi` CLI uses it).
 #![deny(unsafe_code)]
 
 pub mod api;
 pub mod client;
+pub mod config;
 pub mod logging;
 pub mod metrics;
 pub mod model;

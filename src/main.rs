@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use toxi::server::{Config, Server};
+use toxi::server::{Config, Server, StartError};
 
 /// The flags, parsed by clap after `normalise` turned Go's `-flag` forms into `--flag`.
 #[derive(Parser, Debug)]
@@ -17,6 +17,9 @@ struct Flags {
     port: String,
     #[arg(long)]
     config: Option<String>,
+    #[arg(long = "config-watch", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = parse_go_bool)]
+    config_watch: Option<bool>,
     #[arg(long, allow_negative_numbers = true)]
     seed: Option<i64>,
     #[arg(long = "proxy-metrics", num_args = 0..=1, require_equals = true,
@@ -85,6 +88,7 @@ fn parse_go_duration(s: &str) -> Result<Duration, String> {
 const USAGE_FLAGS: &[(&str, &str, &str)] = &[
     ("api-token", " string", "\tRequire 'Authorization: Bearer <token>' on every API route but /version (also TOXI_API_TOKEN)"),
     ("config", " string", "\tJSON file containing proxies to create on startup"),
+    ("config-watch", "", "\tRe-apply the -config file when it changes and on SIGHUP (also TOXI_CONFIG_WATCH=1) (default \"false\")"),
     ("dial-timeout", " duration", "\tHow long a connection waits for its upstream dial (default 10s)"),
     ("host", " string", "\tHost for toxiproxy's API to listen on (default \"localhost\")"),
     ("max-toxic-duration", " duration", "\tToxics added through the API without a schedule duration get this one; longer ones are refused (default none)"),
@@ -210,6 +214,9 @@ fn main() -> ExitCode {
         host: flags.host,
         port: flags.port,
         config_file: flags.config.filter(|c| !c.is_empty()).map(Into::into),
+        config_watch: flags.config_watch.unwrap_or_else(|| {
+            std::env::var("TOXI_CONFIG_WATCH").is_ok_and(|v| parse_go_bool(&v) == Ok(true))
+        }),
         seed: flags.seed,
         proxy_metrics: flags.proxy_metrics.unwrap_or(false),
         runtime_metrics: flags.runtime_metrics.unwrap_or(false),
@@ -250,9 +257,14 @@ fn main() -> ExitCode {
     let code = api_runtime.block_on(async {
         let server = match Server::start(config).await {
             Ok(s) => s,
-            Err(e) => {
+            Err(e @ StartError::ApiBind(_)) => {
                 tracing::error!(error = %e, "Server finished with error");
                 eprintln!("toxi-server: cannot listen for the API: {e}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Server finished with error");
+                eprintln!("toxi-server: {e}");
                 return ExitCode::FAILURE;
             }
         };

@@ -46,6 +46,8 @@ pub struct Config {
     pub port: String,
     /// JSON file of proxies to populate before the API listens (`-config`).
     pub config_file: Option<PathBuf>,
+    /// Re-apply `config_file` when it changes and on `SIGHUP` (`-config-watch`).
+    pub config_watch: bool,
     /// Seed for toxicity rolls, jitter and slicer cuts (`-seed`); random when `None`.
     pub seed: Option<i64>,
     /// Serve `toxiproxy_proxy_*` metrics on `/metrics` (`-proxy-metrics`).
@@ -74,6 +76,7 @@ impl Default for Config {
             host: "localhost".into(),
             port: "8474".into(),
             config_file: None,
+            config_watch: false,
             seed: None,
             proxy_metrics: false,
             runtime_metrics: false,
@@ -103,6 +106,9 @@ pub enum StartError {
     /// The API address could not be bound (text as Go reports it).
     #[error("{0}")]
     ApiBind(String),
+    /// The `-config` file declares invalid toxics.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// A running server.
@@ -142,8 +148,9 @@ impl Server {
             ),
         );
         tracing::info!(version = crate::VERSION, "Starting Toxiproxy");
+        let mut seen = None;
         if let Some(path) = &config.config_file {
-            populate_from_file(&registry, path).await;
+            seen = crate::config::load(&registry, path).await?;
         }
         let address = join_host_port(&config.host, &config.port);
         let std_listener = crate::proxy::addr::bind(&address).map_err(StartError::ApiBind)?;
@@ -155,6 +162,9 @@ impl Server {
         tracing::info!(address = %api_addr, "Starting Toxiproxy HTTP server");
         let shutdown = CancellationToken::new();
         tokio::spawn(crate::schedule::run(registry.clone(), shutdown.clone()));
+        if let (Some(path), true) = (&config.config_file, config.config_watch) {
+            crate::config::spawn_watch(registry.clone(), path.clone(), seen, shutdown.clone());
+        }
         let metrics =
             crate::metrics::renderer(&registry, config.proxy_metrics, config.runtime_metrics);
         let state = crate::api::ApiState {
@@ -204,32 +214,5 @@ impl Server {
         {
             task.abort();
         }
-    }
-}
-
-async fn populate_from_file(registry: &Registry, path: &std::path::Path) {
-    let shown = path.display().to_string();
-    let bytes = match tokio::fs::read(path).await {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::error!(config = %shown, error = %e, "Error reading config file");
-            return;
-        }
-    };
-    let inputs = match crate::model::json::decode_populate(&bytes) {
-        Ok(inputs) => inputs,
-        Err(e) => {
-            tracing::error!(config = %shown, error = %e, "Failed to populate proxies from file");
-            return;
-        }
-    };
-    match registry.populate(inputs).await {
-        (done, None) => {
-            tracing::info!(
-                proxies = done.map_or(0, |d| d.len()),
-                "Populated proxies from file"
-            )
-        }
-        (_, Some(e)) => tracing::error!(error = %e, "Failed to populate proxies from file"),
     }
 }

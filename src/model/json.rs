@@ -748,7 +748,11 @@ pub struct ToxicCreate {
 
 /// Decodes the wrapper fields of a toxic create body.
 pub fn decode_toxic_create(body: &[u8]) -> Result<ToxicCreate, DecodeError> {
-    let doc = parse(body)?;
+    toxic_create_from(parse(body)?)
+}
+
+/// [`decode_toxic_create`] on a parsed value.
+fn toxic_create_from(doc: Json) -> Result<ToxicCreate, DecodeError> {
     let mut out = ToxicCreate {
         name: None,
         type_name: None,
@@ -886,6 +890,33 @@ fn schedule_member(doc: &Json) -> Result<Option<Option<Schedule>>, String> {
         None => Ok(None),
         Some((_, v)) => schedule::decode(v).map(Some),
     }
+}
+
+/// The `toxics` of each `/populate` (or `-config`) entry, in entry order: `None` where the
+/// key is absent or `null` (the proxy's toxics are left alone), else each toxic as
+/// `POST /proxies/{proxy}/toxics` takes it. Call after [`decode_populate`] accepted `body`.
+pub fn decode_populate_toxics(body: &[u8]) -> Result<Vec<Option<Vec<ToxicCreate>>>, DecodeError> {
+    let doc = parse(body)?;
+    let Json::Array(items) = &doc else {
+        return Ok(Vec::new());
+    };
+    items
+        .iter()
+        .map(|item| {
+            let Json::Object(members) = item else {
+                return Ok(None);
+            };
+            match members.iter().rev().find(|(k, _)| key_is(k, "toxics")) {
+                None | Some((_, Json::Null)) => Ok(None),
+                Some((_, Json::Array(toxics))) => toxics
+                    .iter()
+                    .map(|t| toxic_create_from(t.clone()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Some),
+                Some((_, other)) => Err(field_error(other, "", "toxics", "[]toxics.ToxicWrapper")),
+            }
+        })
+        .collect()
 }
 
 impl ToxicCreate {

@@ -3,6 +3,7 @@
 mod support;
 
 mod api;
+mod config;
 mod faults;
 mod fuzz;
 mod hostile;
