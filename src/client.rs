@@ -98,6 +98,27 @@ pub struct Toxic {
     /// Every attribute of the toxic's type, e.g. `{"latency":250,"jitter":0}`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub attributes: Map<String, Value>,
+    /// toxi's own: when the toxic acts (only on scheduled toxics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    /// toxi's own: whether a scheduled toxic acts now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+}
+
+/// A toxic's schedule, in milliseconds (toxi's own; beyond.md §1.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// The toxic passes data untouched until this long after it was added or scheduled.
+    #[serde(default)]
+    pub start_after: u64,
+    /// How long it is active (each period with `every`); without `every` it then removes
+    /// itself. `None`: for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u64>,
+    /// The period of a flapping toxic (needs `duration < every`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<u64>,
 }
 
 fn one() -> f32 {
@@ -113,12 +134,16 @@ where
 }
 
 /// The body of `POST /proxies` and one entry of `POST /populate`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewProxy {
     pub name: String,
     pub listen: String,
     pub upstream: String,
     pub enabled: bool,
+    /// toxi's own, for `/populate`: the proxy's toxics become exactly these. `None` leaves
+    /// them as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toxics: Option<Vec<NewToxic>>,
 }
 
 impl NewProxy {
@@ -133,12 +158,19 @@ impl NewProxy {
             listen: listen.into(),
             upstream: upstream.into(),
             enabled: true,
+            toxics: None,
         }
     }
 
     /// Sets whether the proxy starts enabled (listening).
     pub fn enabled(mut self, enabled: bool) -> NewProxy {
         self.enabled = enabled;
+        self
+    }
+
+    /// For `/populate`: the proxy's toxics become exactly `toxics`.
+    pub fn toxics(mut self, toxics: Vec<NewToxic>) -> NewProxy {
+        self.toxics = Some(toxics);
         self
     }
 }
@@ -155,7 +187,7 @@ pub struct ProxyUpdate {
 }
 
 /// The body of `POST /proxies/{proxy}/toxics`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewToxic {
     /// An empty name lets the server choose `<type>_<stream>`.
     pub name: String,
@@ -165,6 +197,9 @@ pub struct NewToxic {
     pub stream: Option<String>,
     pub toxicity: f32,
     pub attributes: Map<String, Value>,
+    /// toxi's own: when the toxic acts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
 }
 
 impl NewToxic {
@@ -177,7 +212,14 @@ impl NewToxic {
             stream: None,
             toxicity: 1.0,
             attributes: Map::new(),
+            schedule: None,
         }
+    }
+
+    /// Sets the toxic's schedule.
+    pub fn schedule(mut self, schedule: Schedule) -> NewToxic {
+        self.schedule = Some(schedule);
+        self
     }
 
     pub fn name(mut self, name: impl Into<String>) -> NewToxic {
@@ -216,6 +258,10 @@ pub struct ToxicUpdate {
     pub attributes: Map<String, Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub toxicity: Option<f32>,
+    /// toxi's own: `Some(Some(_))` sets the schedule (its phases start over), `Some(None)`
+    /// clears it (sent as `null`), `None` keeps it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Option<Schedule>>,
 }
 
 impl ToxicUpdate {

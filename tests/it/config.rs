@@ -455,3 +455,50 @@ async fn a_watched_file_may_appear_later() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The typed client: `populate` with toxics, and the schedule fields as `Option`s.
+#[tokio::test]
+async fn typed_client_populates_toxics_with_schedules() {
+    use toxi::client::{NewProxy, NewToxic, Schedule, ToxicUpdate};
+    let server = server().await;
+    let client = server.client();
+    let up = echo_upstream().await;
+    let proxies = client
+        .populate(&[
+            NewProxy::new("typed", "127.0.0.1:0", up.to_string()).toxics(vec![
+                NewToxic::new("latency")
+                    .attribute("latency", 5)
+                    .schedule(Schedule {
+                        duration: Some(60_000),
+                        ..Schedule::default()
+                    }),
+                NewToxic::new("noop").upstream(),
+            ]),
+        ])
+        .await
+        .unwrap();
+    let toxics = &proxies[0].toxics;
+    assert_eq!(toxics.len(), 2);
+    assert_eq!((toxics[0].schedule, toxics[0].active), (None, None));
+    assert_eq!(
+        toxics[1].schedule,
+        Some(Schedule {
+            start_after: 0,
+            duration: Some(60_000),
+            every: None
+        })
+    );
+    assert_eq!(toxics[1].active, Some(true));
+    let cleared = client
+        .update_toxic(
+            "typed",
+            "latency_downstream",
+            &ToxicUpdate {
+                schedule: Some(None),
+                ..ToxicUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((cleared.schedule, cleared.active), (None, None));
+}
