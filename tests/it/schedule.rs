@@ -141,7 +141,6 @@ async fn expiry_of_a_timeout_closes_its_connections() {
 /// toxic really flipped many times.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flapping_keeps_every_byte_of_a_64_mib_stream() {
-    use sha2::{Digest, Sha256};
     const TOTAL: usize = 64 * 1024 * 1024;
     let server = server().await;
     let api = server.api_addr();
@@ -160,21 +159,8 @@ async fn flapping_keeps_every_byte_of_a_64_mib_stream() {
         assert_eq!(status, 200, "{stream}: {reply}");
     }
     let c = connect(&p).await;
-    let (mut r, mut w) = c.into_split();
-    let writer = tokio::spawn(async move {
-        let mut hash = Sha256::new();
-        let mut sent = 0usize;
-        let mut seed = 1;
-        while sent < TOTAL {
-            let block = pattern(1 << 20, seed);
-            seed += 1;
-            hash.update(&block);
-            w.write_all(&block).await.unwrap();
-            sent += block.len();
-        }
-        w.shutdown().await.unwrap();
-        hash.finalize()
-    });
+    let (mut r, w) = c.into_split();
+    let writer = spawn_pattern_writer(w, TOTAL >> 20);
     let start = Instant::now();
     let (received, digest) = sha256_to_eof(&mut r, Duration::from_secs(300)).await;
     let elapsed = start.elapsed();
