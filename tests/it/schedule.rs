@@ -403,3 +403,32 @@ async fn limit_time_closes_connections_on_time() {
         "new connection closed at {at:?}"
     );
 }
+
+/// The server flag, as the binary parses it (Go duration syntax).
+#[test]
+fn max_toxic_duration_flag() {
+    use crate::process::{server_command, spawn};
+    let mut command = server_command();
+    command.arg("-max-toxic-duration=2m30s");
+    let proc = spawn(command);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let up = echo_upstream().await;
+        create_proxy_http(proc.api, "flag", up).await;
+        let (status, body) = http(
+            proc.api,
+            "POST",
+            "/proxies/flag/toxics",
+            r#"{"type":"noop"}"#,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.ends_with(r#""schedule":{"start_after":0,"duration":150000},"active":true}"#),
+            "{body}"
+        );
+    });
+}
