@@ -123,6 +123,43 @@ def load(path):
     with open(path) as f:
         return [d for d in yaml.load_all(f, Loader=StrictLoader) if d is not None]
 
+TOXIC_KEYS = {"name", "type", "stream", "toxicity", "attributes", "schedule"}
+SCHEDULE_KEYS = {"start_after", "duration", "every"}
+
+def check_toxics(toxics, where):
+    # toxi's declared toxics (README "Timed chaos"): null or an array of toxic objects.
+    if toxics is None:
+        return []
+    if not isinstance(toxics, list):
+        return ["%s must be an array" % where]
+    out, names = [], set()
+    for j, t in enumerate(toxics):
+        at = "%s[%d]" % (where, j)
+        if not isinstance(t, dict):
+            out.append("%s is not an object" % at); continue
+        if not isinstance(t.get("type"), str) or not t.get("type"):
+            out.append("%s.type must be a non-empty string" % at)
+        extra = set(t) - TOXIC_KEYS
+        if extra:
+            out.append("%s has unknown keys %s" % (at, sorted(extra)))
+        if t.get("stream", "downstream") not in ("upstream", "downstream"):
+            out.append("%s.stream must be upstream or downstream" % at)
+        if "attributes" in t and not isinstance(t["attributes"], dict):
+            out.append("%s.attributes must be an object" % at)
+        sched = t.get("schedule")
+        if sched is not None:
+            if not isinstance(sched, dict) or set(sched) - SCHEDULE_KEYS:
+                out.append("%s.schedule must be an object of %s" % (at, sorted(SCHEDULE_KEYS)))
+            else:
+                for k, v in sched.items():
+                    if isinstance(v, bool) or not isinstance(v, (int, str)) or (isinstance(v, int) and v < 0):
+                        out.append("%s.schedule.%s must be milliseconds or a duration string" % (at, k))
+        name = t.get("name") or "%s_%s" % (t.get("type"), t.get("stream", "downstream"))
+        if name in names:
+            out.append("%s: toxic name %r twice" % (at, name))
+        names.add(name)
+    return out
+
 def check_proxies_json(text):
     try:
         proxies = json.loads(text)
@@ -139,9 +176,10 @@ def check_proxies_json(text):
                 out.append("proxies.json[%d].%s must be a non-empty string" % (i, k))
         if "enabled" in p and not isinstance(p["enabled"], bool):
             out.append("proxies.json[%d].enabled must be a boolean" % i)
-        extra = set(p) - {"name", "listen", "upstream", "enabled"}
+        extra = set(p) - {"name", "listen", "upstream", "enabled", "toxics"}
         if extra:
             out.append("proxies.json[%d] has unknown keys %s" % (i, sorted(extra)))
+        out.extend(check_toxics(p.get("toxics"), "proxies.json[%d].toxics" % i))
         for k in ("listen", "upstream"):
             v = p.get(k)
             if isinstance(v, str) and (":" not in v or not v.rsplit(":", 1)[1].isdigit()):

@@ -67,8 +67,49 @@ pub const TOKEN_ENV: &str = "TOXI_API_TOKEN";
 // Wire types
 // ---------------------------------------------------------------------------------------
 
-/// The body of `POST /proxies` and one entry of `POST /populate`.
-pub use crate::model::ProxyInput as NewProxy;
+/// The body of `POST /proxies` and one entry of `POST /populate`: the server's
+/// [`ProxyInput`](crate::model::ProxyInput) plus, for `/populate`, the toxics the proxy
+/// should end up with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewProxy {
+    pub name: String,
+    pub listen: String,
+    pub upstream: String,
+    pub enabled: bool,
+    /// toxi's own, for `/populate`: the proxy's toxics become exactly these. `None` leaves
+    /// them as they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub toxics: Option<Vec<NewToxic>>,
+}
+
+impl NewProxy {
+    /// An enabled proxy.
+    pub fn new(
+        name: impl Into<String>,
+        listen: impl Into<String>,
+        upstream: impl Into<String>,
+    ) -> NewProxy {
+        NewProxy {
+            name: name.into(),
+            listen: listen.into(),
+            upstream: upstream.into(),
+            enabled: true,
+            toxics: None,
+        }
+    }
+
+    /// Sets whether the proxy starts enabled (listening).
+    pub fn enabled(mut self, enabled: bool) -> NewProxy {
+        self.enabled = enabled;
+        self
+    }
+
+    /// For `/populate`: the proxy's toxics become exactly `toxics`.
+    pub fn toxics(mut self, toxics: Vec<NewToxic>) -> NewProxy {
+        self.toxics = Some(toxics);
+        self
+    }
+}
 /// A proxy as the API returns it: the server's own type. Responses are decoded by
 /// [`model::json`](crate::model::json), the decoder the server uses for requests, so a
 /// malformed answer reads as Go's client would report it. Unknown keys (such as
@@ -88,8 +129,24 @@ pub struct ProxyUpdate {
     pub enabled: Option<bool>,
 }
 
+/// A toxic's schedule to send, in milliseconds (toxi's own; beyond.md §1.1). Responses
+/// carry the server's [`model::Schedule`](crate::model::Schedule) in
+/// [`Toxic::schedule`], with whether the toxic acts now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// The toxic passes data untouched until this long after it was added or scheduled.
+    pub start_after: u64,
+    /// How long it is active (each period with `every`); without `every` it then removes
+    /// itself. `None`: for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u64>,
+    /// The period of a flapping toxic (needs `duration < every`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<u64>,
+}
+
 /// The body of `POST /proxies/{proxy}/toxics`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewToxic {
     /// An empty name lets the server choose `<type>_<stream>`.
     pub name: String,
@@ -99,6 +156,9 @@ pub struct NewToxic {
     pub stream: Option<String>,
     pub toxicity: f32,
     pub attributes: Map<String, Value>,
+    /// toxi's own: when the toxic acts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
 }
 
 impl NewToxic {
@@ -111,7 +171,14 @@ impl NewToxic {
             stream: None,
             toxicity: 1.0,
             attributes: Map::new(),
+            schedule: None,
         }
+    }
+
+    /// Sets the toxic's schedule.
+    pub fn schedule(mut self, schedule: Schedule) -> NewToxic {
+        self.schedule = Some(schedule);
+        self
     }
 
     pub fn name(mut self, name: impl Into<String>) -> NewToxic {
@@ -150,6 +217,10 @@ pub struct ToxicUpdate {
     pub attributes: Map<String, Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub toxicity: Option<f32>,
+    /// toxi's own: `Some(Some(_))` sets the schedule (its phases start over), `Some(None)`
+    /// clears it (sent as `null`), `None` keeps it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Option<Schedule>>,
 }
 
 impl ToxicUpdate {

@@ -8,10 +8,12 @@
 //!   clock-driven state machine;
 //! * [`proxy`]: listeners, connections and links (the data path);
 //! * [`registry`]: the proxy collection and its API semantics;
+//! * [`schedule`]: the timer that flips scheduled toxics and removes expired ones;
 //! * [`api`]: the Toxiproxy HTTP API on hyper;
 //! * [`metrics`]: Prometheus `/metrics` and the series the engine feeds (the registry
 //!   takes its counters from [`metrics::Store`]);
 //! * [`logging`]: zerolog-style JSON (or text) logs on stdout, `LOG_LEVEL`;
+//! * [`config`]: the `-config` file, its toxics, and `-config-watch` reloads;
 //! * [`server`]: start a whole server in-process ([`server::Server::start`]);
 //! * [`client`]: a typed async client for every API route (the `toxi` CLI uses it).
 //! * [`gocompat`]: Go-compatible helpers shared by both sides (flags, quoting, errno texts,
@@ -25,6 +27,8 @@
 pub mod api;
 pub mod client;
 #[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
 pub mod events;
 pub mod gocompat;
 #[cfg(feature = "server")]
@@ -36,6 +40,8 @@ pub mod model;
 pub mod proxy;
 #[cfg(feature = "server")]
 pub mod registry;
+#[cfg(feature = "server")]
+pub mod schedule;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod toxics;

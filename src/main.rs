@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use toxi::gocompat::flag::{self, FlagError, FlagSpec, Mode, Value};
 use toxi::gocompat::parse_duration;
-use toxi::server::{Config, Server};
+use toxi::server::{Config, Server, StartError};
 
 /// The flags, with the reference's defaults. A new flag is a field here, a row in
 /// [`FLAGS`] and an arm in [`Flags::set`].
@@ -15,6 +15,7 @@ struct Flags {
     host: String,
     port: String,
     config: Option<String>,
+    config_watch: Option<bool>,
     seed: Option<i64>,
     proxy_metrics: bool,
     runtime_metrics: bool,
@@ -25,6 +26,7 @@ struct Flags {
     toxic_buffer_bytes: usize,
     api_token: Option<String>,
     ui_allowed_hosts: Option<String>,
+    max_toxic_duration: Option<Duration>,
 }
 
 impl Default for Flags {
@@ -43,6 +45,8 @@ impl Default for Flags {
             toxic_buffer_bytes: toxi::proxy::TOXIC_BUFFER_BYTES,
             api_token: None,
             ui_allowed_hosts: None,
+            config_watch: None,
+            max_toxic_duration: None,
         }
     }
 }
@@ -67,9 +71,11 @@ impl FlagSpec for ServerFlag {
 const FLAGS: &[ServerFlag] = &[
     ServerFlag { name: "api-token", kind: "string", help: "Require 'Authorization: Bearer <token>' on every API route but /version (also TOXI_API_TOKEN)" },
     ServerFlag { name: "config", kind: "string", help: "JSON file containing proxies to create on startup" },
+    ServerFlag { name: "config-watch", kind: "", help: "Re-apply the -config file when it changes and on SIGHUP (also TOXI_CONFIG_WATCH=1) (default \"false\")" },
     ServerFlag { name: "dial-retry", kind: "duration", help: "How long a refused upstream dial is retried before the client is closed; 0 closes at once (default 100ms)" },
     ServerFlag { name: "dial-timeout", kind: "duration", help: "How long a connection waits for its upstream dial (default 10s)" },
     ServerFlag { name: "host", kind: "string", help: "Host for toxiproxy's API to listen on (default \"localhost\")" },
+    ServerFlag { name: "max-toxic-duration", kind: "duration", help: "Toxics added through the API without a schedule duration get this one; longer ones are refused (default none)" },
     ServerFlag { name: "port", kind: "string", help: "Port for toxiproxy's API to listen on (default \"8474\")" },
     ServerFlag { name: "proxy-metrics", kind: "", help: "enable toxiproxy-specific prometheus metrics (default \"false\")" },
     ServerFlag { name: "runtime-metrics", kind: "", help: "enable runtime-related prometheus metrics (default \"false\")" },
@@ -101,6 +107,10 @@ impl Flags {
             }
             ("api-token", Value::Text(v)) => self.api_token = Some(v),
             ("ui-allowed-hosts", Value::Text(v)) => self.ui_allowed_hosts = Some(v),
+            ("config-watch", Value::Bool(v)) => self.config_watch = Some(v),
+            ("max-toxic-duration", Value::Text(v)) => {
+                self.max_toxic_duration = Some(parse_duration(&v).ok_or(())?)
+            }
             _ => return Err(()),
         }
         Ok(())
@@ -195,6 +205,10 @@ fn main() -> ExitCode {
         host: flags.host,
         port: flags.port,
         config_file: flags.config.filter(|c| !c.is_empty()).map(Into::into),
+        config_watch: flags.config_watch.unwrap_or_else(|| {
+            std::env::var("TOXI_CONFIG_WATCH")
+                .is_ok_and(|v| toxi::gocompat::parse_bool(&v) == Some(true))
+        }),
         seed: flags.seed,
         proxy_metrics: flags.proxy_metrics,
         runtime_metrics: flags.runtime_metrics,
@@ -214,6 +228,7 @@ fn main() -> ExitCode {
             .filter(|h| !h.is_empty())
             .collect(),
         proxy_runtime: None,
+        max_toxic_duration: flags.max_toxic_duration,
     };
     // Two runtimes: the data path (listeners and connections) on a multi-threaded one,
     // the control API on a thread of its own, so that busy connections never delay it.
@@ -241,9 +256,14 @@ fn main() -> ExitCode {
     let code = api_runtime.block_on(async {
         let server = match Server::start(config).await {
             Ok(s) => s,
-            Err(e) => {
+            Err(e @ StartError::ApiBind(_)) => {
                 tracing::error!(error = %e, "Server finished with error");
                 eprintln!("toxi-server: cannot listen for the API: {e}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Server finished with error");
+                eprintln!("toxi-server: {e}");
                 return ExitCode::FAILURE;
             }
         };

@@ -22,6 +22,7 @@
 //! | `-proxy-metrics` | `toxiproxy_proxy_sent_bytes_total` | counter | `direction`, `listener`, `proxy`, `upstream` |
 //! | `-proxy-metrics` | `toxi_proxy_active_connections` | gauge | `listener`, `proxy`, `upstream` |
 //! | `-proxy-metrics` | `toxi_toxic_activations_total` | counter | `direction`, `proxy`, `toxic`, `type` |
+//! | `-proxy-metrics` with `-config-watch` | `toxi_config_reloads_total` | counter | `result` (`ok`, `error`) |
 //! | `-runtime-metrics` | `process_*` | various | none |
 //! | `-runtime-metrics` | `go_info`, `go_goroutines`, `go_threads` | gauge | `version` on `go_info` |
 //!
@@ -113,6 +114,9 @@ pub struct ToxicSeries {
 pub struct Store {
     proxies: Mutex<BTreeMap<ProxyLabels, Arc<ProxySeries>>>,
     toxics: Mutex<BTreeMap<ToxicLabels, Arc<ToxicSeries>>>,
+    /// Config-file reloads (`-config-watch`): applied, refused; shown once watching.
+    config_reloads: [AtomicU64; 2],
+    config_watched: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -121,6 +125,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Store {
+    /// The config file is watched: `toxi_config_reloads_total` is shown from now on.
+    pub fn config_watched(&self) {
+        self.config_watched.store(true, Ordering::Relaxed);
+    }
+
+    /// Counts one reload of the config file, applied (`ok`) or refused.
+    pub fn config_reload(&self, ok: bool) {
+        self.config_reloads[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reloads so far: (applied, refused).
+    pub fn config_reloads(&self) -> (u64, u64) {
+        let [ok, error] = &self.config_reloads;
+        (ok.load(Ordering::Relaxed), error.load(Ordering::Relaxed))
+    }
+
     /// The counters of a proxy instance with these labels, created at zero on first use.
     /// Called when an instance starts (not on the data path).
     pub fn instance(&self, proxy: &str, listener: &str, upstream: &str) -> Arc<InstanceStats> {
@@ -348,6 +368,12 @@ const ACTIVATIONS: Spec = Spec {
     kind: Kind::Counter,
     labels: &["direction", "proxy", "toxic", "type"],
 };
+const CONFIG_RELOADS: Spec = Spec {
+    name: "toxi_config_reloads_total",
+    help: "Reloads of the -config file: applied (ok) or refused as invalid (error).",
+    kind: Kind::Counter,
+    labels: &["result"],
+};
 
 /// The `-proxy-metrics` families, read from the [`Store`] at each scrape.
 struct ProxyCollector {
@@ -357,7 +383,7 @@ struct ProxyCollector {
 
 impl ProxyCollector {
     fn new(store: Arc<Store>) -> ProxyCollector {
-        let descs = [&RECEIVED, &SENT, &ACTIVE, &ACTIVATIONS]
+        let descs = [&RECEIVED, &SENT, &ACTIVE, &ACTIVATIONS, &CONFIG_RELOADS]
             .iter()
             .filter_map(|s| s.desc())
             .collect();
@@ -400,11 +426,18 @@ impl Collector for ProxyCollector {
                 )
             })
             .collect();
+        let mut reloads: Vec<Row<'_>> = Vec::new();
+        if self.store.config_watched.load(Ordering::Relaxed) {
+            let (ok, error) = self.store.config_reloads();
+            reloads.push((vec!["error"], error as f64));
+            reloads.push((vec!["ok"], ok as f64));
+        }
         [
             RECEIVED.family(&received),
             SENT.family(&sent),
             ACTIVE.family(&active),
             ACTIVATIONS.family(&activations),
+            CONFIG_RELOADS.family(&reloads),
         ]
         .into_iter()
         .flatten()

@@ -10,11 +10,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
 use crate::events::{Bus, Kind, Value};
 use crate::metrics::Store;
-use crate::model::{json, Direction};
+use crate::model::json::{self, ToxicCreate};
+use crate::model::schedule::Phase;
+use crate::model::{Direction, Schedule, ToxicKind};
 use crate::proxy::{
     addr, Chain, ChainEntry, Conn, ConnTable, EngineConfig, InstanceStats, Running,
 };
@@ -74,6 +77,10 @@ pub struct Registry {
     next_uid: AtomicU64,
     /// Metric series (byte counters, toxic activations), kept across proxy restarts.
     metrics: Arc<Store>,
+    /// Woken when a schedule is set, changed or cleared (see `crate::schedule`).
+    schedule_wake: Arc<Notify>,
+    /// `-max-toxic-duration` in ms: applied to toxics added through the API.
+    max_toxic_duration: Option<u64>,
     /// The live event stream (`/events`).
     events: Arc<Bus>,
 }
@@ -97,6 +104,8 @@ struct Proxy {
     metrics: Arc<Store>,
     /// Open connections, across restarts.
     conns: Arc<ConnTable>,
+    /// Created by the `-config` file: a reload may update or delete it.
+    from_file: bool,
 }
 
 struct ProxyState {
@@ -117,6 +126,8 @@ struct ToxicRecord {
     attr_gen: u64,
     toxicity_gen: u64,
     activations: Arc<AtomicU64>,
+    /// When the schedule (if any) was set: its phases count from here.
+    origin: Instant,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -143,6 +154,7 @@ impl Proxy {
             ]),
             metrics: metrics.clone(),
             conns: Arc::new(ConnTable::new(&input.name, events.clone())),
+            from_file: false,
         })
     }
 
@@ -224,6 +236,7 @@ impl Proxy {
                 attr_gen: t.attr_gen,
                 toxicity_gen: t.toxicity_gen,
                 activations: t.activations.clone(),
+                active: t.snapshot.schedule.map_or(true, |s| s.active),
             })
             .collect();
         self.chains[dir.index()].send_replace(Arc::new(chain));
@@ -260,6 +273,8 @@ impl Registry {
             next_uid: AtomicU64::new(1),
             metrics: Arc::default(),
             events: Arc::default(),
+            schedule_wake: Arc::default(),
+            max_toxic_duration: None,
         }
     }
 
@@ -322,6 +337,17 @@ impl Registry {
     /// Closes one open connection (RST when `reset`). `Ok(false)` when no such connection.
     pub fn kill(&self, proxy: &str, id: u64, reset: bool) -> Result<bool, Error> {
         Ok(self.find(proxy)?.conns.kill(id, reset))
+    }
+
+    /// Sets `-max-toxic-duration` (ms).
+    pub fn with_max_toxic_duration(mut self, max_ms: Option<u64>) -> Registry {
+        self.max_toxic_duration = max_ms;
+        self
+    }
+
+    /// `-max-toxic-duration` in ms, if set.
+    pub fn max_toxic_duration(&self) -> Option<u64> {
+        self.max_toxic_duration
     }
 
     /// The metric series of this registry's proxies and toxics (read by `/metrics`).
@@ -433,21 +459,47 @@ impl Registry {
         &self,
         inputs: Vec<ProxyInput>,
     ) -> (Option<Vec<ProxySnapshot>>, Option<Error>) {
-        for (i, input) in inputs.iter().enumerate() {
+        let declared = inputs.into_iter().map(Declared::from).collect();
+        self.populate_declared(declared, Source::Api).await
+    }
+
+    /// [`Registry::populate`] with each proxy's declared toxics (beyond.md §1.3): every
+    /// entry and toxic is checked before anything is applied; then, in order, each proxy is
+    /// created, kept or replaced as `populate` does, and where `toxics` is given its toxics
+    /// are reconciled to exactly that list. From [`Source::File`], proxies created through
+    /// the API are left alone, and a kept proxy takes the file's `enabled`.
+    pub async fn populate_declared(
+        &self,
+        entries: Vec<Declared>,
+        source: Source,
+    ) -> (Option<Vec<ProxySnapshot>>, Option<Error>) {
+        for (i, entry) in entries.iter().enumerate() {
+            let input = &entry.proxy;
             if input.name.is_empty() {
                 return (None, Some(Error::MissingFieldAt("name", i + 1)));
             }
             if input.upstream.is_empty() {
                 return (None, Some(Error::MissingFieldAt("upstream", i + 1)));
             }
+            if let Err(e) = entry.check_toxics(i + 1) {
+                return (None, Some(e));
+            }
         }
         // Snapshots are taken after the loop, so a proxy replaced later in the same
         // request shows its final (stopped) state, as in the reference.
-        let mut done: Vec<Arc<Proxy>> = Vec::with_capacity(inputs.len());
+        let mut done: Vec<Arc<Proxy>> = Vec::with_capacity(entries.len());
         let mut error = None;
-        for input in inputs {
-            let existed = lock(&self.proxies).contains_key(&input.name);
-            match self.populate_one(input).await {
+        for Declared { proxy, toxics } in entries {
+            if source == Source::File {
+                let existing = lock(&self.proxies).get(&proxy.name).cloned();
+                if existing.is_some_and(|p| !p.from_file) {
+                    tracing::warn!(name = %proxy.name,
+                        "Config file skips a proxy created through the API");
+                    continue;
+                }
+            }
+            let existed = lock(&self.proxies).contains_key(&proxy.name);
+            match self.populate_one(proxy, source).await {
                 Ok(proxy) => {
                     let kind = if existed {
                         Kind::ProxyUpdated
@@ -455,6 +507,9 @@ impl Registry {
                         Kind::ProxyCreated
                     };
                     self.proxy_event(kind, &proxy.snapshot());
+                    if let Some(toxics) = toxics {
+                        self.reconcile(&proxy, toxics);
+                    }
                     done.push(proxy)
                 }
                 Err(e) => {
@@ -467,10 +522,17 @@ impl Registry {
         (snapshots, error)
     }
 
-    async fn populate_one(&self, input: ProxyInput) -> Result<Arc<Proxy>, Error> {
+    async fn populate_one(&self, input: ProxyInput, source: Source) -> Result<Arc<Proxy>, Error> {
+        let new_proxy = |input: &ProxyInput| {
+            let mut proxy = Proxy::new(input, &self.metrics, &self.events);
+            if let Some(p) = Arc::get_mut(&mut proxy) {
+                p.from_file = source == Source::File;
+            }
+            proxy
+        };
         let existing = lock(&self.proxies).get(&input.name).cloned();
         let Some(old) = existing else {
-            let proxy = Proxy::new(&input, &self.metrics, &self.events);
+            let proxy = new_proxy(&input);
             if input.enabled {
                 proxy.start(&self.config).await?;
             }
@@ -481,16 +543,24 @@ impl Registry {
         let resolved = addr::resolve_async(&input.listen)
             .await
             .map_err(Error::Listen)?;
-        {
+        let kept_running = {
             let st = lock(&old.state);
-            if resolved.display == st.listen && input.upstream == st.upstream {
-                drop(st);
-                drop(_guard);
-                return Ok(old);
+            (resolved.display == st.listen && input.upstream == st.upstream)
+                .then_some(st.running.is_some())
+        };
+        if let Some(running) = kept_running {
+            if source == Source::File && input.enabled != running {
+                if input.enabled {
+                    old.start(&self.config).await?;
+                } else {
+                    old.stop().await;
+                }
             }
+            drop(_guard);
+            return Ok(old);
         }
         old.stop().await;
-        let proxy = Proxy::new(&input, &self.metrics, &self.events);
+        let proxy = new_proxy(&input);
         if input.enabled {
             proxy.start(&self.config).await?;
         }
@@ -551,17 +621,10 @@ impl Registry {
             return Err(Error::ToxicExists);
         }
         toxic.kind.validate().map_err(Error::BadRequest)?;
+        let record = self.record(&proxy.name, toxic)?;
+        let toxic = record.snapshot.clone();
         let dir = toxic.direction;
-        let activations =
-            self.metrics
-                .toxic_activations(&proxy.name, &toxic.name, toxic.kind.type_name(), dir);
-        st.toxics[dir.index()].push(ToxicRecord {
-            snapshot: toxic.clone(),
-            uid: self.next_uid.fetch_add(1, Ordering::Relaxed),
-            attr_gen: 0,
-            toxicity_gen: 0,
-            activations,
-        });
+        st.toxics[dir.index()].push(record);
         proxy.publish(&st, dir);
         tracing::info!(name = %proxy.name, toxic = %toxic.name, r#type = toxic.kind.type_name(),
             stream = %toxic.stream, "Added toxic");
@@ -579,6 +642,18 @@ impl Registry {
         toxic: &str,
         edit: impl FnOnce(&mut ToxicSnapshot) -> Result<(), Error>,
     ) -> Result<ToxicSnapshot, Error> {
+        self.update_toxic_with(proxy, toxic, None, edit)
+    }
+
+    /// [`Registry::update_toxic`], also setting (`Some(Some(_))`: its phases start over
+    /// now) or clearing (`Some(None)`) the toxic's schedule.
+    pub fn update_toxic_with(
+        &self,
+        proxy: &str,
+        toxic: &str,
+        schedule: Option<Option<Schedule>>,
+        edit: impl FnOnce(&mut ToxicSnapshot) -> Result<(), Error>,
+    ) -> Result<ToxicSnapshot, Error> {
         let proxy = self.find(proxy)?;
         let mut st = lock(&proxy.state);
         let (d, i) = Proxy::find_toxic(&st, toxic).ok_or(Error::ToxicNotFound)?;
@@ -592,6 +667,13 @@ impl Registry {
             edited.kind = record.snapshot.kind.clone();
         }
         edited.kind.validate().map_err(Error::BadRequest)?;
+        let now = Instant::now();
+        if let Some(schedule) = schedule {
+            edited.schedule = schedule;
+            start_schedule(&mut edited, now, now)?;
+            st.toxics[d][i].origin = now;
+            self.schedule_wake.notify_one();
+        }
         let record = &mut st.toxics[d][i];
         if edited.kind != record.snapshot.kind {
             record.attr_gen += 1;
@@ -679,5 +761,368 @@ impl Registry {
                 )
             })
             .collect()
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Schedules (beyond.md §1.1). `crate::schedule` drives [`Registry::tick`] on one timer.
+
+/// A change the schedule timer made to a toxic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleEvent {
+    pub proxy: String,
+    pub toxic: String,
+    pub change: ScheduleChange,
+}
+
+/// What happened to a scheduled toxic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleChange {
+    Activated,
+    Deactivated,
+    /// Its `duration` ended: it was removed, as a `DELETE` removes it.
+    Expired,
+}
+
+/// Validates `toxic`'s schedule, if any, and sets its state as of `now` for a schedule set
+/// at `origin`.
+fn start_schedule(toxic: &mut ToxicSnapshot, origin: Instant, now: Instant) -> Result<(), Error> {
+    if let Some(schedule) = &mut toxic.schedule {
+        schedule.validate().map_err(Error::BadRequest)?;
+        schedule.active = matches!(
+            schedule.phase(now.saturating_duration_since(origin)),
+            Phase::Steady(true, _)
+        );
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// A new record for `toxic` on proxy `proxy`: a fresh uid, its activation counter, and
+    /// its schedule (if any) starting now.
+    fn record(&self, proxy: &str, mut toxic: ToxicSnapshot) -> Result<ToxicRecord, Error> {
+        let now = Instant::now();
+        start_schedule(&mut toxic, now, now)?;
+        if toxic.schedule.is_some() {
+            self.schedule_wake.notify_one();
+        }
+        let activations = self.metrics.toxic_activations(
+            proxy,
+            &toxic.name,
+            toxic.kind.type_name(),
+            toxic.direction,
+        );
+        Ok(ToxicRecord {
+            snapshot: toxic,
+            uid: self.next_uid.fetch_add(1, Ordering::Relaxed),
+            attr_gen: 0,
+            toxicity_gen: 0,
+            activations,
+            origin: now,
+        })
+    }
+
+    /// Woken whenever a schedule is set, changed or cleared: the timer then recomputes its
+    /// next deadline.
+    pub fn schedule_wake(&self) -> Arc<Notify> {
+        self.schedule_wake.clone()
+    }
+
+    /// Applies every schedule transition due at `now`: flips toxics on or off (publishing
+    /// their chains) and removes expired ones exactly as `DELETE` does. Returns what changed
+    /// and when the next transition is due.
+    pub fn tick(&self, now: Instant) -> (Vec<ScheduleEvent>, Option<Instant>) {
+        let proxies: Vec<Arc<Proxy>> = lock(&self.proxies).values().cloned().collect();
+        let mut events = Vec::new();
+        let mut next: Option<Instant> = None;
+        for proxy in proxies {
+            let mut st = lock(&proxy.state);
+            for dir in [Direction::Upstream, Direction::Downstream] {
+                let mut changed = false;
+                st.toxics[dir.index()].retain_mut(|t| {
+                    let Some(schedule) = &mut t.snapshot.schedule else {
+                        return true;
+                    };
+                    let (active, until) =
+                        match schedule.phase(now.saturating_duration_since(t.origin)) {
+                            Phase::Expired => {
+                                changed = true;
+                                tracing::info!(name = %proxy.name, toxic = %t.snapshot.name,
+                                    "Toxic expired");
+                                events.push(ScheduleEvent {
+                                    proxy: proxy.name.clone(),
+                                    toxic: t.snapshot.name.clone(),
+                                    change: ScheduleChange::Expired,
+                                });
+                                return false;
+                            }
+                            Phase::Steady(active, until) => (active, until),
+                        };
+                    if active != schedule.active {
+                        schedule.active = active;
+                        changed = true;
+                        events.push(ScheduleEvent {
+                            proxy: proxy.name.clone(),
+                            toxic: t.snapshot.name.clone(),
+                            change: if active {
+                                ScheduleChange::Activated
+                            } else {
+                                ScheduleChange::Deactivated
+                            },
+                        });
+                    }
+                    if let Some(until) = until.and_then(|u| t.origin.checked_add(u)) {
+                        next = Some(next.map_or(until, |n| n.min(until)));
+                    }
+                    true
+                });
+                if changed {
+                    proxy.publish(&st, dir);
+                }
+            }
+        }
+        (events, next)
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Toxic requests: a `POST /proxies/{proxy}/toxics` body (also each toxic of `/populate` and
+// `-config`) made into a validated toxic.
+
+/// The parts of a toxic request that name it: checked before the proxy's own checks.
+#[derive(Debug)]
+pub struct ToxicDraft {
+    pub name: String,
+    pub stream: String,
+    pub direction: Direction,
+    kind: ToxicKind,
+}
+
+impl ToxicDraft {
+    /// Stream (default `downstream`), then type, then the name (default `<type>_<stream>`).
+    pub fn new(request: &ToxicCreate) -> Result<ToxicDraft, Error> {
+        let stream = request
+            .stream
+            .clone()
+            .unwrap_or_else(|| "downstream".to_owned());
+        let Some(direction) = Direction::parse(&stream) else {
+            return Err(Error::BadRequest(
+                "stream was invalid, can be either upstream or downstream".to_owned(),
+            ));
+        };
+        let type_name = request.type_name.clone().unwrap_or_default();
+        let name = match &request.name {
+            Some(n) if !n.is_empty() => n.clone(),
+            _ => format!("{type_name}_{stream}"),
+        };
+        let kind = crate::toxics::default_for(&type_name)
+            .ok_or_else(|| Error::BadRequest("invalid toxic type".to_owned()))?;
+        Ok(ToxicDraft {
+            name,
+            stream,
+            direction,
+            kind,
+        })
+    }
+
+    /// Attributes (Go decode errors), their validation, then the schedule, capped by
+    /// `max_duration` (ms) when the request came through the API with that limit.
+    pub fn finish(
+        mut self,
+        request: &ToxicCreate,
+        max_duration: Option<u64>,
+    ) -> Result<ToxicSnapshot, Error> {
+        request
+            .decode_attributes(&mut self.kind)
+            .map_err(|e| Error::BadRequest(format!("bad request body: {e}")))?;
+        self.kind.validate().map_err(Error::BadRequest)?;
+        let schedule = capped(request.schedule().map_err(Error::BadRequest)?, max_duration)?;
+        Ok(ToxicSnapshot {
+            name: self.name,
+            stream: self.stream,
+            direction: self.direction,
+            toxicity: request.toxicity.unwrap_or(1.0),
+            kind: self.kind,
+            schedule,
+        })
+    }
+}
+
+/// `-max-toxic-duration` applied to a schedule set through the API (`max` in ms).
+pub fn capped(schedule: Option<Schedule>, max: Option<u64>) -> Result<Option<Schedule>, Error> {
+    match max {
+        None => Ok(schedule),
+        Some(max) => Schedule::capped(schedule, max)
+            .map(Some)
+            .map_err(Error::BadRequest),
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Declared proxies: `/populate` and `-config` entries with their toxics (beyond.md §1.3, §1.4)
+
+/// Where a populate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Api,
+    /// The `-config` file: its proxies are marked, so a reload may delete them.
+    File,
+}
+
+/// One `/populate` or `-config` entry: a proxy and, when given, exactly its toxics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Declared {
+    pub proxy: ProxyInput,
+    /// `None`: the proxy's toxics are left as they are.
+    pub toxics: Option<Vec<ToxicSnapshot>>,
+}
+
+impl From<ProxyInput> for Declared {
+    fn from(proxy: ProxyInput) -> Declared {
+        Declared {
+            proxy,
+            toxics: None,
+        }
+    }
+}
+
+impl Declared {
+    /// Each toxic valid, and no name twice (`at` is the entry's 1-based position).
+    fn check_toxics(&self, at: usize) -> Result<(), Error> {
+        let toxics = self.toxics.as_deref().unwrap_or_default();
+        for (i, t) in toxics.iter().enumerate() {
+            t.kind.validate().map_err(Error::BadRequest)?;
+            if let Some(s) = &t.schedule {
+                s.validate().map_err(Error::BadRequest)?;
+            }
+            if toxics[..i].iter().any(|o| o.name == t.name) {
+                return Err(Error::BadRequest(format!(
+                    "toxic {} is declared twice at proxy {at}",
+                    t.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a `/populate` body or `-config` file: the proxies (Go semantics) and each
+/// entry's `toxics`, every toxic made as `POST /proxies/{proxy}/toxics` makes it (capped by
+/// `max_duration` ms when given). Errors name the entry and the toxic.
+pub fn decode_declared(body: &[u8], max_duration: Option<u64>) -> Result<Vec<Declared>, Error> {
+    let bad_body =
+        |e: crate::model::json::DecodeError| Error::BadRequest(format!("bad request body: {e}"));
+    let proxies = crate::model::json::decode_populate(body).map_err(bad_body)?;
+    let mut toxics = crate::model::json::decode_populate_toxics(body)
+        .map_err(bad_body)?
+        .into_iter();
+    proxies
+        .into_iter()
+        .enumerate()
+        .map(|(i, proxy)| {
+            let toxics = match toxics.next().flatten() {
+                None => None,
+                Some(requests) => Some(
+                    requests
+                        .iter()
+                        .enumerate()
+                        .map(|(j, r)| {
+                            ToxicDraft::new(r)
+                                .and_then(|d| d.finish(r, max_duration))
+                                .map_err(|e| {
+                                    Error::BadRequest(format!(
+                                        "{e} at proxy {} toxic {}",
+                                        i + 1,
+                                        j + 1
+                                    ))
+                                })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            };
+            Ok(Declared { proxy, toxics })
+        })
+        .collect()
+}
+
+impl Registry {
+    /// Makes `proxy`'s toxics exactly `toxics`, in that order per direction: an identical
+    /// toxic is left alone (its state on live links and its rolls survive), a changed one
+    /// is updated in place (a new type or direction makes it a new toxic), a missing one is
+    /// removed, a new one added.
+    fn reconcile(&self, proxy: &Proxy, toxics: Vec<ToxicSnapshot>) {
+        let now = Instant::now();
+        let mut st = lock(&proxy.state);
+        let mut old: Vec<ToxicRecord> = st.toxics.iter_mut().flat_map(std::mem::take).collect();
+        let mut lists: [Vec<ToxicRecord>; 2] = [Vec::new(), Vec::new()];
+        let (mut added, mut updated) = (0usize, 0usize);
+        for mut toxic in toxics {
+            let same_slot = old.iter().position(|r| {
+                r.snapshot.name == toxic.name
+                    && r.snapshot.direction == toxic.direction
+                    && r.snapshot.kind.type_name() == toxic.kind.type_name()
+            });
+            let dir = toxic.direction.index();
+            let Some(pos) = same_slot else {
+                // Validated by `Declared::check_toxics`.
+                if let Ok(record) = self.record(&proxy.name, toxic) {
+                    lists[dir].push(record);
+                    added += 1;
+                }
+                continue;
+            };
+            let mut record = old.remove(pos);
+            let cur = &record.snapshot;
+            let same_schedule = match (&cur.schedule, &toxic.schedule) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.same_spec(b),
+                _ => false,
+            };
+            let identical = cur.kind == toxic.kind
+                && cur.toxicity.to_bits() == toxic.toxicity.to_bits()
+                && cur.stream == toxic.stream
+                && same_schedule;
+            if !identical {
+                updated += 1;
+                if cur.kind != toxic.kind {
+                    record.attr_gen += 1;
+                }
+                if cur.toxicity.to_bits() != toxic.toxicity.to_bits() {
+                    record.toxicity_gen += 1;
+                }
+                if same_schedule {
+                    toxic.schedule = cur.schedule;
+                } else {
+                    record.origin = now;
+                    let _ = start_schedule(&mut toxic, now, now);
+                    self.schedule_wake.notify_one();
+                }
+                record.snapshot = toxic;
+            }
+            lists[dir].push(record);
+        }
+        let removed = old.len();
+        st.toxics = lists;
+        proxy.publish(&st, Direction::Upstream);
+        proxy.publish(&st, Direction::Downstream);
+        if added + updated + removed > 0 {
+            tracing::info!(name = %proxy.name, added, updated, removed, "Reconciled toxics");
+        }
+    }
+
+    /// Deletes every proxy that came from the config file and is not in `keep` (a reload:
+    /// the file no longer declares them). Returns the names deleted.
+    pub async fn delete_file_proxies_except(&self, keep: &[&str]) -> Vec<String> {
+        let gone: Vec<String> = lock(&self.proxies)
+            .values()
+            .filter(|p| p.from_file && !keep.contains(&p.name.as_str()))
+            .map(|p| p.name.clone())
+            .collect();
+        for name in &gone {
+            if self.delete(name).await.is_ok() {
+                tracing::info!(name = %name, "Deleted proxy gone from the config file");
+            }
+        }
+        gone
     }
 }

@@ -49,6 +49,8 @@ pub struct Config {
     pub port: String,
     /// JSON file of proxies to populate before the API listens (`-config`).
     pub config_file: Option<PathBuf>,
+    /// Re-apply `config_file` when it changes and on `SIGHUP` (`-config-watch`).
+    pub config_watch: bool,
     /// Seed for toxicity rolls, jitter and slicer cuts (`-seed`); random when `None`.
     pub seed: Option<i64>,
     /// Serve `toxiproxy_proxy_*` metrics on `/metrics` (`-proxy-metrics`).
@@ -75,6 +77,9 @@ pub struct Config {
     /// runtime `Server::start` is called on. The binary runs the API on a thread of its
     /// own and passes its multi-threaded data-path runtime here.
     pub proxy_runtime: Option<tokio::runtime::Handle>,
+    /// `-max-toxic-duration`: toxics added through the API without a `duration` get this
+    /// one, and a longer one is refused.
+    pub max_toxic_duration: Option<Duration>,
 }
 
 impl Default for Config {
@@ -83,6 +88,7 @@ impl Default for Config {
             host: "localhost".into(),
             port: "8474".into(),
             config_file: None,
+            config_watch: false,
             seed: None,
             proxy_metrics: false,
             runtime_metrics: false,
@@ -93,6 +99,7 @@ impl Default for Config {
             api_token: None,
             ui_allowed_hosts: Vec::new(),
             proxy_runtime: None,
+            max_toxic_duration: None,
         }
     }
 }
@@ -115,6 +122,9 @@ pub enum StartError {
     /// The API address could not be bound (text as Go reports it).
     #[error("{0}")]
     ApiBind(String),
+    /// The `-config` file declares invalid toxics.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// A running server.
@@ -132,16 +142,24 @@ impl Server {
     /// fatal, as in the reference), binds the API and starts serving it.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let seed = config.seed.map(|s| s as u64).unwrap_or_else(rand::random);
-        let registry = Arc::new(Registry::new(EngineConfig {
-            seed,
-            dial_timeout: config.dial_timeout,
-            held_limit: config.toxic_buffer_bytes,
-            dial_retry: config.dial_retry,
-            runtime: config.proxy_runtime.clone(),
-        }));
+        let registry = Arc::new(
+            Registry::new(EngineConfig {
+                seed,
+                dial_timeout: config.dial_timeout,
+                held_limit: config.toxic_buffer_bytes,
+                dial_retry: config.dial_retry,
+                runtime: config.proxy_runtime.clone(),
+            })
+            .with_max_toxic_duration(
+                config
+                    .max_toxic_duration
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            ),
+        );
         tracing::info!(version = crate::VERSION, "Starting Toxiproxy");
+        let mut seen = None;
         if let Some(path) = &config.config_file {
-            populate_from_file(&registry, path).await;
+            seen = crate::config::load(&registry, path).await?;
         }
         let address = crate::gocompat::join_host_port(&config.host, &config.port);
         let std_listener = crate::proxy::listen(&address).map_err(StartError::ApiBind)?;
@@ -152,6 +170,10 @@ impl Server {
             .map_err(|e| StartError::ApiBind(e.to_string()))?;
         tracing::info!(address = %api_addr, "Starting Toxiproxy HTTP server");
         let shutdown = CancellationToken::new();
+        tokio::spawn(crate::schedule::run(registry.clone(), shutdown.clone()));
+        if let (Some(path), true) = (&config.config_file, config.config_watch) {
+            crate::config::spawn_watch(registry.clone(), path.clone(), seen, shutdown.clone());
+        }
         let metrics = crate::metrics::renderer(
             registry.metrics().clone(),
             config.proxy_metrics,
@@ -207,32 +229,5 @@ impl Server {
         {
             task.abort();
         }
-    }
-}
-
-async fn populate_from_file(registry: &Registry, path: &std::path::Path) {
-    let shown = path.display().to_string();
-    let bytes = match tokio::fs::read(path).await {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::error!(config = %shown, error = %e, "Error reading config file");
-            return;
-        }
-    };
-    let inputs = match crate::model::json::decode_populate(&bytes) {
-        Ok(inputs) => inputs,
-        Err(e) => {
-            tracing::error!(config = %shown, error = %e, "Failed to populate proxies from file");
-            return;
-        }
-    };
-    match registry.populate(inputs).await {
-        (done, None) => {
-            tracing::info!(
-                proxies = done.map_or(0, |d| d.len()),
-                "Populated proxies from file"
-            )
-        }
-        (_, Some(e)) => tracing::error!(error = %e, "Failed to populate proxies from file"),
     }
 }

@@ -272,6 +272,24 @@ const ATTRIBUTE_FLAG: FlagDef = FlagDef {
     help: "--attribute value, -a value [ --attribute value, -a value ]\ttoxic attribute in key=value format",
 };
 
+// `--after D --for D --every D`: a toxic's schedule (toxi's own, so hidden from the
+// reference's help pages; `toxi help toxics` documents them).
+const AFTER_FLAG: FlagDef = FlagDef {
+    names: &["after"],
+    kind: FlagKind::Str,
+    help: "",
+};
+const FOR_FLAG: FlagDef = FlagDef {
+    names: &["for"],
+    kind: FlagKind::Str,
+    help: "",
+};
+const EVERY_FLAG: FlagDef = FlagDef {
+    names: &["every"],
+    kind: FlagKind::Str,
+    help: "",
+};
+
 pub const TOXIC_COMMANDS: &[CommandDef] = &[
     CommandDef {
         name: "add",
@@ -297,6 +315,9 @@ pub const TOXIC_COMMANDS: &[CommandDef] = &[
                 kind: FlagKind::Bool,
                 help: "--downstream, -d\tadd toxic to downstream (default: true)",
             },
+            AFTER_FLAG,
+            FOR_FLAG,
+            EVERY_FLAG,
         ],
         action: Action::ToxicAdd,
         extension: false,
@@ -306,7 +327,14 @@ pub const TOXIC_COMMANDS: &[CommandDef] = &[
         aliases: &["u"],
         usage: "update an enabled toxic",
         args_usage: "<proxyName>",
-        flags: &[TOXIC_NAME_FLAG, TOXICITY_FLAG, ATTRIBUTE_FLAG],
+        flags: &[
+            TOXIC_NAME_FLAG,
+            TOXICITY_FLAG,
+            ATTRIBUTE_FLAG,
+            AFTER_FLAG,
+            FOR_FLAG,
+            EVERY_FLAG,
+        ],
         action: Action::ToxicUpdate,
         extension: false,
     },

@@ -2,7 +2,7 @@
 //! and wording.
 
 use serde_json::{Map, Value};
-use toxi::client::{Client, ClientError, NewProxy, NewToxic, ToxicUpdate, TransportKind};
+use toxi::client::{Client, ClientError, NewProxy, NewToxic, Schedule, ToxicUpdate, TransportKind};
 
 use crate::args::Parsed;
 use crate::catalog::Action;
@@ -267,6 +267,39 @@ fn attribute_value(raw: &str) -> Value {
     }
 }
 
+/// `--after D --for D --every D` (Go durations such as `5s`, or milliseconds): the schedule,
+/// or `None` when none of them is given.
+fn schedule(parsed: &Parsed) -> Result<Option<Schedule>, Outcome> {
+    let mut any = false;
+    let mut field = |flag: &str| -> Result<Option<u64>, Outcome> {
+        let raw = parsed.string(flag);
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        any = true;
+        let ms = match raw.parse::<u64>() {
+            Ok(ms) => Ok(ms),
+            Err(_) => match toxi::model::schedule::parse_go_duration(raw) {
+                Ok(ns) if ns >= 0 => Ok(ns as u64 / 1_000_000),
+                _ => Err(()),
+            },
+        };
+        ms.map(Some).map_err(|()| {
+            Outcome::fail(format!(
+                "--{flag} should be a duration such as 30s, 1m30s or 250ms (got {raw:?}).\n"
+            ))
+        })
+    };
+    let start_after = field("after")?;
+    let duration = field("for")?;
+    let every = field("every")?;
+    Ok(any.then(|| Schedule {
+        start_after: start_after.unwrap_or(0),
+        duration,
+        every,
+    }))
+}
+
 async fn toxic_add(ctx: &Ctx<'_>) -> Outcome {
     let proxy_name = ctx.parsed.first();
     if proxy_name.is_empty() {
@@ -290,6 +323,10 @@ async fn toxic_add(ctx: &Ctx<'_>) -> Outcome {
         stream: Some(if upstream { "upstream" } else { "downstream" }.to_string()),
         toxicity,
         attributes: attributes(ctx.parsed),
+        schedule: match schedule(ctx.parsed) {
+            Ok(s) => s,
+            Err(o) => return o,
+        },
     };
     let proxy = match ctx.client.proxy(proxy_name).await {
         Ok(p) => p,
@@ -339,6 +376,10 @@ async fn toxic_update(ctx: &Ctx<'_>) -> Outcome {
     let update = ToxicUpdate {
         attributes: attributes(ctx.parsed),
         toxicity: Some(toxicity),
+        schedule: match schedule(ctx.parsed) {
+            Ok(s) => s.map(Some),
+            Err(o) => return o,
+        },
     };
     let proxy = match ctx.client.proxy(proxy_name).await {
         Ok(p) => p,

@@ -215,12 +215,19 @@ STREAMS:
 TOXICITY:
    --toxicity, --tox\tprobability that the toxic applies to a connection, 0 to 1 (default 1.0)
 
+SCHEDULE (toxic add and update; durations like 250ms, 30s, 1m30s, or milliseconds):
+   --after D\tpass data untouched until D after the toxic is added (or scheduled)
+   --for D\tact for D; without --every, the toxic then removes itself
+   --every D\trepeat: act for the --for part of every period D (a flapping link)
+
 EXAMPLES:
    {prog} toxic add -t latency -a latency=250 -a jitter=50 myProxy
    {prog} toxic add -t bandwidth --upstream -a rate=100 myProxy
    {prog} toxic add -t timeout -n blackhole -a timeout=0 myProxy
    {prog} toxic update -n latency_downstream -a latency=500 myProxy
    {prog} toxic remove -n blackhole myProxy
+   {prog} toxic add -t latency -a latency=250 --for 5m myProxy
+   {prog} toxic add -t timeout -n flap -a timeout=0 --after 10s --for 2s --every 30s myProxy
 ";
     out.push_str(&tabwriter::align(&fill(rest, prog), 1, 2));
     out

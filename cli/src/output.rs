@@ -176,7 +176,23 @@ fn toxic_row(out: &mut String, toxic: &Toxic, style: Style) {
         out.push('=');
         out.push_str(&go_value(&value));
     }
-    out.push_str("\t]\n");
+    out.push_str("\t]");
+    // toxi's own: only on scheduled toxics.
+    if let Some(schedule) = &toxic.schedule {
+        out.push_str(&format!(
+            "\tschedule=[\tstart_after={}ms",
+            schedule.start_after
+        ));
+        if let Some(d) = schedule.duration {
+            out.push_str(&format!("\tduration={d}ms"));
+        }
+        if let Some(e) = schedule.every {
+            out.push_str(&format!("\tevery={e}ms"));
+        }
+        let active = schedule.active;
+        out.push_str(&format!("\t]\tactive={active}"));
+    }
+    out.push('\n');
 }
 
 /// `Proxy <name> is now enabled|disabled`, green or red on a terminal.

@@ -825,3 +825,103 @@ fn golden_cli_set() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `--after/--for/--every` set a schedule on add and update; `inspect` and `list -o json`
+/// show schedule and state for such toxics only.
+#[test]
+fn scheduled_toxics() {
+    let server = TestServer::start();
+    server
+        .cli(&["create", "-l", "127.0.0.1:0", "-u", "x:1", "s"])
+        .run()
+        .ok();
+    let out = server
+        .cli(&[
+            "toxic",
+            "add",
+            "-t",
+            "latency",
+            "-a",
+            "latency=250",
+            "--after",
+            "1h",
+            "--for",
+            "5m",
+            "s",
+        ])
+        .run();
+    assert_eq!(
+        out.ok(),
+        "Added downstream latency toxic 'latency_downstream' on proxy 's'\n"
+    );
+    server
+        .cli(&["toxic", "add", "-t", "noop", "-u", "s"])
+        .run()
+        .ok();
+    let out = server.cli(&["inspect", "s"]).run();
+    assert_eq!(
+        out.ok(),
+        "noop_upstream\ttype=noop\tstream=upstream\ttoxicity=1.00\tattributes=[\t]\n\
+         latency_downstream\ttype=latency\tstream=downstream\ttoxicity=1.00\tattributes=[\tjitter=0\tlatency=250\t]\
+         \tschedule=[\tstart_after=3600000ms\tduration=300000ms\t]\tactive=false\n"
+    );
+    let out = server.cli(&["list", "-o", "json"]).run();
+    let list: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
+    let toxics = &list[0]["toxics"];
+    assert_eq!(toxics[0].get("schedule"), None, "unscheduled: no new keys");
+    assert_eq!(toxics[0].get("active"), None);
+    assert_eq!(
+        toxics[1]["schedule"],
+        serde_json::json!({"start_after": 3_600_000, "duration": 300_000})
+    );
+    assert_eq!(toxics[1]["active"], false);
+    let out = server
+        .cli(&[
+            "toxic",
+            "update",
+            "-n",
+            "noop_upstream",
+            "--for",
+            "2s",
+            "--every",
+            "10s",
+            "s",
+        ])
+        .run();
+    assert!(
+        out.ok().starts_with("Updated toxic 'noop_upstream'"),
+        "{}",
+        out.stdout
+    );
+    let out = server.cli(&["inspect", "s"]).run();
+    assert!(
+        out.ok().contains(
+            "\tschedule=[\tstart_after=0ms\tduration=2000ms\tevery=10000ms\t]\tactive=true\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    let out = server
+        .cli(&[
+            "toxic", "add", "-t", "noop", "-n", "bad", "--for", "soon", "s",
+        ])
+        .run();
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("--for should be a duration"),
+        "{}",
+        out.stderr
+    );
+    let out = server
+        .cli(&[
+            "toxic", "add", "-t", "noop", "-n", "bad", "--every", "5s", "s",
+        ])
+        .run();
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("schedule.every needs schedule.duration"),
+        "{}",
+        out.stderr
+    );
+}

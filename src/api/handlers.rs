@@ -13,9 +13,7 @@ use hyper::{Method, StatusCode};
 use super::routes::Route;
 use super::{ApiState, Limits};
 use crate::model::json::{self, DecodeError};
-use crate::model::{Direction, ToxicSnapshot};
-use crate::registry::{Error, ProxyPatch};
-use crate::toxics;
+use crate::registry::{capped, decode_declared, Error, ProxyPatch, Source, ToxicDraft};
 
 pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 pub const APPLICATION_JSON: &str = "application/json";
@@ -331,11 +329,12 @@ async fn populate(ctx: &mut Ctx) -> Reply {
         Err(BodyError::TooLarge) => return too_large(failed("request body too large", 413)),
         Err(BodyError::Read(msg)) => return failed(&format!("bad request body: {msg}"), 400),
     };
-    let entries = match json::decode_populate(&body) {
+    let registry = &ctx.state.registry;
+    let entries = match decode_declared(&body, registry.max_toxic_duration()) {
         Ok(entries) => entries,
-        Err(e) => return failed(&format!("bad request body: {e}"), 400),
+        Err(e) => return failed(&e.to_string(), e.status()),
     };
-    let (proxies, error) = ctx.state.registry.populate(entries).await;
+    let (proxies, error) = registry.populate_declared(entries, Source::Api).await;
     if let Some(e) = &error {
         tracing::warn!(error = %e, "Populate errors");
     }
@@ -352,38 +351,13 @@ async fn toxic_create(ctx: &mut Ctx, proxy: &str) -> Result<Reply, Reply> {
     registry.get(proxy)?;
     let body = ctx.body().await?;
     let request = json::decode_toxic_create(&body).map_err(bad_body)?;
-    let stream = request
-        .stream
-        .clone()
-        .unwrap_or_else(|| "downstream".to_owned());
-    let Some(direction) = Direction::parse(&stream) else {
-        return Err(Reply::error(
-            "stream was invalid, can be either upstream or downstream",
-            400,
-        ));
-    };
-    let type_name = request.type_name.clone().unwrap_or_default();
-    let name = match &request.name {
-        Some(n) if !n.is_empty() => n.clone(),
-        _ => format!("{type_name}_{stream}"),
-    };
-    let Some(mut kind) = toxics::default_for(&type_name) else {
-        return Err(Reply::error("invalid toxic type", 400));
-    };
-    match registry.toxic(proxy, &name) {
+    let draft = ToxicDraft::new(&request)?;
+    match registry.toxic(proxy, &draft.name) {
         Ok(_) => return Err(Error::ToxicExists.into()),
         Err(Error::ToxicNotFound) => {}
         Err(e) => return Err(e.into()),
     }
-    request.decode_attributes(&mut kind).map_err(bad_body)?;
-    kind.validate().map_err(|msg| Reply::error(&msg, 400))?;
-    let toxic = ToxicSnapshot {
-        name,
-        stream,
-        direction,
-        toxicity: request.toxicity.unwrap_or(1.0),
-        kind,
-    };
+    let toxic = draft.finish(&request, registry.max_toxic_duration())?;
     let added = registry.add_toxic(proxy, toxic)?;
     Ok(Reply::json(200, json::toxic_json(&added)))
 }
@@ -393,7 +367,11 @@ async fn toxic_update(ctx: &mut Ctx, proxy: &str, toxic: &str) -> Result<Reply, 
     registry.toxic(proxy, toxic)?;
     let body = ctx.body().await?;
     let update = json::decode_toxic_update(&body).map_err(bad_body)?;
-    let updated = registry.update_toxic(proxy, toxic, |t| {
+    let schedule = match update.schedule().map_err(|msg| Reply::error(&msg, 400))? {
+        Some(s) => Some(capped(s, registry.max_toxic_duration())?),
+        None => None,
+    };
+    let updated = registry.update_toxic_with(proxy, toxic, schedule, |t| {
         update
             .apply(t)
             .map_err(|e| Error::BadRequest(format!("bad request body: {e}")))

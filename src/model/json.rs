@@ -34,6 +34,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::gocompat::quote_char;
+use crate::model::schedule::{self, Schedule};
 use crate::model::{
     AttrDef, AttrType, AttrValue, Direction, ProxyInput, ProxySnapshot, ToxicDef, ToxicKind,
     ToxicSnapshot,
@@ -460,7 +461,7 @@ fn fold(key: &str) -> String {
 }
 
 /// Whether a JSON key selects the field whose JSON name is `field` (lower-case ASCII).
-fn key_is(key: &str, field: &str) -> bool {
+pub(crate) fn key_is(key: &str, field: &str) -> bool {
     key.len() <= field.len() * 3 && fold(key).eq_ignore_ascii_case(field)
 }
 
@@ -728,7 +729,11 @@ pub struct ToxicCreate {
 
 /// Decodes the wrapper fields of a toxic create body.
 pub fn decode_toxic_create(body: &[u8]) -> Result<ToxicCreate, DecodeError> {
-    let doc = parse(body)?;
+    toxic_create_from(parse(body)?)
+}
+
+/// [`decode_toxic_create`] on a parsed value.
+fn toxic_create_from(doc: Json) -> Result<ToxicCreate, DecodeError> {
     let mut out = ToxicCreate {
         name: None,
         type_name: None,
@@ -969,12 +974,24 @@ fn toxic_response(
         }
     }
     let stream = stream.unwrap_or_default();
+    // toxi's own: a scheduled toxic carries its schedule and whether it acts now.
+    let mut schedule = schedule_member(v).map_err(DecodeError)?.flatten();
+    if let Some(s) = &mut schedule {
+        let mut active = None;
+        for (key, v) in members {
+            if key_is(key, "active") {
+                decode_bool(v, &mut active, strukt, &format!("{prefix}active"))?;
+            }
+        }
+        s.active = active.unwrap_or(false);
+    }
     Ok(ToxicSnapshot {
         name: name.unwrap_or_default(),
         direction: Direction::parse(&stream).unwrap_or(Direction::Downstream),
         stream,
         toxicity: toxicity.unwrap_or(1.0),
         kind,
+        schedule,
     })
 }
 
@@ -1065,6 +1082,61 @@ pub fn decode_version(body: &[u8]) -> Result<String, DecodeError> {
         }
     }
     Ok(version.unwrap_or_default())
+}
+
+// toxi's own toxic fields: `schedule` (beyond.md §1.1)
+
+/// The last `schedule` member of a toxic body: absent is `None`, `null` is `Some(None)`.
+fn schedule_member(doc: &Json) -> Result<Option<Option<Schedule>>, String> {
+    let Json::Object(members) = doc else {
+        return Ok(None);
+    };
+    match members.iter().rev().find(|(k, _)| key_is(k, "schedule")) {
+        None => Ok(None),
+        Some((_, v)) => schedule::decode(v).map(Some),
+    }
+}
+
+/// The `toxics` of each `/populate` (or `-config`) entry, in entry order: `None` where the
+/// key is absent or `null` (the proxy's toxics are left alone), else each toxic as
+/// `POST /proxies/{proxy}/toxics` takes it. Call after [`decode_populate`] accepted `body`.
+pub fn decode_populate_toxics(body: &[u8]) -> Result<Vec<Option<Vec<ToxicCreate>>>, DecodeError> {
+    let doc = parse(body)?;
+    let Json::Array(items) = &doc else {
+        return Ok(Vec::new());
+    };
+    items
+        .iter()
+        .map(|item| {
+            let Json::Object(members) = item else {
+                return Ok(None);
+            };
+            match members.iter().rev().find(|(k, _)| key_is(k, "toxics")) {
+                None | Some((_, Json::Null)) => Ok(None),
+                Some((_, Json::Array(toxics))) => toxics
+                    .iter()
+                    .map(|t| toxic_create_from(t.clone()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Some),
+                Some((_, other)) => Err(field_error(other, "", "toxics", "[]toxics.ToxicWrapper")),
+            }
+        })
+        .collect()
+}
+
+impl ToxicCreate {
+    /// The toxic's `schedule`, validated (`null` or absent: none). The error names the field.
+    pub fn schedule(&self) -> Result<Option<Schedule>, String> {
+        Ok(schedule_member(&self.doc)?.flatten())
+    }
+}
+
+impl ToxicUpdate {
+    /// A `schedule` to set (`Some(Some(_))`), clear (`Some(None)`, from `null`) or keep
+    /// (`None`, absent).
+    pub fn schedule(&self) -> Result<Option<Option<Schedule>>, String> {
+        schedule_member(&self.doc)
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1211,6 +1283,16 @@ pub fn write_toxic(out: &mut String, t: &ToxicSnapshot) {
     write_str(out, &t.stream);
     out.push_str(",\"toxicity\":");
     out.push_str(&format_f32(t.toxicity));
+    // toxi's own: only on scheduled toxics.
+    if let Some(schedule) = &t.schedule {
+        out.push_str(",\"schedule\":");
+        schedule.write_json(out);
+        out.push_str(if schedule.active {
+            ",\"active\":true"
+        } else {
+            ",\"active\":false"
+        });
+    }
     out.push('}');
 }
 

@@ -2,9 +2,11 @@
 //! `encoding/json` manner, and JSON encoding with Go's escaping and key order.
 
 pub mod json;
+pub mod schedule;
 mod snapshot;
 mod toxic;
 
+pub use schedule::Schedule;
 pub use snapshot::{ProxyInput, ProxySnapshot, ToxicSnapshot};
 pub use toxic::{
     Applies, AttrDef, AttrType, AttrValue, Direction, Lit, Range, Shown, ToxicCheck, ToxicDef,

@@ -1,7 +1,7 @@
 //! Proxies and toxics as the API shows them and takes them: what the server's registry
 //! answers with, what the typed client decodes, and what `model::json` encodes.
 
-use crate::model::{Direction, ToxicKind};
+use crate::model::{Direction, Schedule, ToxicKind};
 
 /// A proxy as the API shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +28,8 @@ pub struct ToxicSnapshot {
     pub direction: Direction,
     pub toxicity: f32,
     pub kind: ToxicKind,
+    /// When the toxic acts (beyond.md §1.1), with its current state; `None`: always.
+    pub schedule: Option<Schedule>,
 }
 
 /// A proxy to create (POST /proxies, /populate, -config).

@@ -24,6 +24,9 @@ pub struct ChainEntry {
     /// The toxic's activation counter (`toxi_toxic_activations_total`): a link adds one
     /// when the toxic starts acting on it (see `crate::metrics`).
     pub activations: Arc<AtomicU64>,
+    /// False while the toxic's schedule holds it inactive: the stage passes data untouched
+    /// (its roll is kept), and becoming inactive releases what it holds, in order.
+    pub active: bool,
 }
 
 /// The ordered toxics of one direction.

@@ -271,7 +271,11 @@ pub(crate) struct Stage<'t> {
     toxicity_gen: u64,
     /// Whether removing this toxic tears the connection down.
     closes_on_remove: bool,
-    /// The roll: when false the stage passes items through untouched.
+    /// The roll: kept across schedule flips, redone only when `toxicity` is updated.
+    rolled: bool,
+    /// The schedule's state as last published ([`ChainEntry::active`]).
+    scheduled: bool,
+    /// `rolled && scheduled`: when false the stage passes items through untouched.
     active: bool,
     toxic: Box<dyn Toxic + 't>,
     /// Items handed over by a removed stage upstream, waiting to enter this one.
@@ -284,7 +288,8 @@ pub(crate) struct Stage<'t> {
 impl Stage<'static> {
     fn new(entry: &ChainEntry, seed: u64, now: Instant) -> Stage<'static> {
         let rng = toxics::ToxicRng::new(mix(seed, entry.uid));
-        let active = roll(seed, entry.uid, entry.toxicity_gen, entry.toxicity);
+        let rolled = roll(seed, entry.uid, entry.toxicity_gen, entry.toxicity);
+        let active = rolled && entry.active;
         if active {
             entry.activations.fetch_add(1, Ordering::Relaxed);
         }
@@ -293,6 +298,8 @@ impl Stage<'static> {
             attr_gen: entry.attr_gen,
             toxicity_gen: entry.toxicity_gen,
             closes_on_remove: toxics::closes_on_remove(&entry.kind),
+            rolled,
+            scheduled: entry.active,
             active,
             toxic: toxics::build(&entry.kind, rng, now),
             inbox: VecDeque::new(),
@@ -310,6 +317,8 @@ impl<'t> Stage<'t> {
             attr_gen: 0,
             toxicity_gen: 0,
             closes_on_remove: false,
+            rolled: true,
+            scheduled: true,
             active: true,
             toxic,
             inbox: VecDeque::new(),
@@ -379,17 +388,26 @@ impl<'t> Stage<'t> {
             self.attr_gen = entry.attr_gen;
         }
         if entry.toxicity_gen != self.toxicity_gen {
-            let active = roll(seed, entry.uid, entry.toxicity_gen, entry.toxicity);
-            if self.active && !active {
-                let mut held = self.toxic.drain();
-                self.bypass.append(&mut held);
-            }
-            if active && !self.active {
-                entry.activations.fetch_add(1, Ordering::Relaxed);
-            }
-            self.active = active;
+            self.rolled = roll(seed, entry.uid, entry.toxicity_gen, entry.toxicity);
             self.toxicity_gen = entry.toxicity_gen;
         }
+        let switched_on = entry.active && !self.scheduled;
+        self.scheduled = entry.active;
+        let active = self.rolled && self.scheduled;
+        if self.active && !active {
+            let mut held = self.toxic.drain();
+            self.bypass.append(&mut held);
+        }
+        if active && !self.active {
+            entry.activations.fetch_add(1, Ordering::Relaxed);
+            if switched_on {
+                // A schedule's activation attaches the toxic afresh (its timers start now);
+                // it held nothing while inactive.
+                let rng = toxics::ToxicRng::new(mix(seed, entry.uid));
+                self.toxic = toxics::build(&entry.kind, rng, now);
+            }
+        }
+        self.active = active;
     }
 }
 
@@ -412,6 +430,7 @@ mod tests {
             attr_gen: 0,
             toxicity_gen: 0,
             activations: Arc::new(AtomicU64::new(0)),
+            active: true,
         }
     }
 
@@ -492,6 +511,58 @@ mod tests {
         drop(pipe);
     }
 
+    #[test]
+    fn a_schedule_flip_releases_held_data_and_keeps_the_roll() {
+        let t0 = Instant::now();
+        let on = entry(1, lat(1000));
+        let off = ChainEntry {
+            active: false,
+            ..on.clone()
+        };
+        let mut pipe = Pipeline::new(std::slice::from_ref(&on), 7, t0);
+        pipe.push_first(pipe.chunk(b"held", t0), t0);
+        assert_eq!(pipe.pump(t0), Ok(Some(at(t0, 1000))));
+        // Deactivated: what the toxic holds comes out at once, then data passes untouched.
+        pipe.apply(std::slice::from_ref(&off), 7, at(t0, 10))
+            .unwrap();
+        pipe.push_first(pipe.chunk(b"-free", at(t0, 11)), at(t0, 11));
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            assert_eq!(pipe.pump(at(t0, 11)), Ok(None));
+            for item in pipe.out.drain(..) {
+                if let Item::Data(c) = item {
+                    out.extend_from_slice(&c.data);
+                }
+            }
+        }
+        assert_eq!(out, b"held-free");
+        // Reactivated: the toxic acts again, from now.
+        pipe.apply(std::slice::from_ref(&on), 7, at(t0, 20))
+            .unwrap();
+        assert_eq!(on.activations.load(Ordering::Relaxed), 2);
+        pipe.push_first(pipe.chunk(b"late", at(t0, 21)), at(t0, 21));
+        assert_eq!(pipe.pump(at(t0, 21)), Ok(Some(at(t0, 1021))));
+        // A link whose roll said no stays untouched whatever the schedule does.
+        let seed = (0..1000u64)
+            .find(|&s| !roll(s, 9, 0, 0.5))
+            .expect("a seed that rolls no");
+        let half = ChainEntry {
+            toxicity: 0.5,
+            ..entry(9, lat(1000))
+        };
+        let half_off = ChainEntry {
+            active: false,
+            ..half.clone()
+        };
+        let mut pipe = Pipeline::new(std::slice::from_ref(&half_off), seed, t0);
+        pipe.apply(std::slice::from_ref(&half), seed, at(t0, 5))
+            .unwrap();
+        pipe.push_first(pipe.chunk(b"x", at(t0, 6)), at(t0, 6));
+        assert_eq!(pipe.pump(at(t0, 6)), Ok(None));
+        assert_eq!(pipe.out.len(), 1);
+        assert_eq!(half.activations.load(Ordering::Relaxed), 0);
+    }
+
     /// A toxic that keeps every byte, in order, whatever its values.
     fn lossless() -> impl Strategy<Value = ToxicKind> {
         prop_oneof![
@@ -510,19 +581,21 @@ mod tests {
         ]
     }
 
-    /// One chain: (uid, kind, toxicity index); uids are drawn from a small set so that
-    /// edits keep, update, move, remove and add toxics.
-    fn chain() -> impl Strategy<Value = Vec<(u64, ToxicKind, u8)>> {
-        prop::collection::vec((0u64..6, lossless(), 0u8..3), 0..5).prop_map(|mut v| {
-            let mut seen = std::collections::HashSet::new();
-            v.retain(|(uid, _, _)| seen.insert(*uid));
-            v
-        })
+    /// One chain: (uid, kind, toxicity index, scheduled active); uids are drawn from a
+    /// small set so that edits keep, update, move, remove, add and flip toxics.
+    fn chain() -> impl Strategy<Value = Vec<(u64, ToxicKind, u8, bool)>> {
+        prop::collection::vec((0u64..6, lossless(), 0u8..3, any::<bool>()), 0..5).prop_map(
+            |mut v| {
+                let mut seen = std::collections::HashSet::new();
+                v.retain(|(uid, _, _, _)| seen.insert(*uid));
+                v
+            },
+        )
     }
 
-    fn entries(spec: &[(u64, ToxicKind, u8)]) -> Vec<ChainEntry> {
+    fn entries(spec: &[(u64, ToxicKind, u8, bool)]) -> Vec<ChainEntry> {
         spec.iter()
-            .map(|(uid, kind, t)| ChainEntry {
+            .map(|(uid, kind, t, active)| ChainEntry {
                 // Same uid, same type: a changed type is a new toxic.
                 uid: uid * 16 + kind_index(kind),
                 kind: kind.clone(),
@@ -530,6 +603,7 @@ mod tests {
                 attr_gen: attr_hash(kind),
                 toxicity_gen: u64::from(*t),
                 activations: Arc::new(AtomicU64::new(0)),
+                active: *active,
             })
             .collect()
     }

@@ -3,6 +3,7 @@
 mod support;
 
 mod api;
+mod config;
 mod connections;
 mod dashboard;
 mod events;
@@ -14,4 +15,5 @@ mod logging;
 mod metrics;
 mod process;
 mod proxies;
+mod schedule;
 mod toxics;

@@ -14,9 +14,9 @@ use crate::support::*;
 const SERVER: &str = env!("CARGO_BIN_EXE_toxi-server");
 
 /// A server process whose API address was read from its startup log line.
-struct Proc {
-    child: Child,
-    api: SocketAddr,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
+    pub(crate) api: SocketAddr,
     /// Every stdout line so far.
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -29,7 +29,7 @@ impl Drop for Proc {
 }
 
 /// Starts `command` (which runs toxi-server with `-port 0`) and waits for the API line.
-fn spawn(mut command: Command) -> Proc {
+pub(crate) fn spawn(mut command: Command) -> Proc {
     command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -57,7 +57,7 @@ fn spawn(mut command: Command) -> Proc {
     Proc { child, api, log }
 }
 
-fn server_command() -> Command {
+pub(crate) fn server_command() -> Command {
     let mut c = Command::new(SERVER);
     c.args(["-host=127.0.0.1", "-port=0"]);
     c

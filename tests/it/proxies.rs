@@ -236,6 +236,7 @@ fn noop_toxic(name: &str, dir: toxi::model::Direction) -> toxi::registry::ToxicS
         direction: dir,
         toxicity: 1.0,
         kind: toxi::toxics::kind("noop"),
+        schedule: None,
     }
 }
 
@@ -244,22 +245,12 @@ fn noop_toxic(name: &str, dir: toxi::model::Direction) -> toxi::registry::ToxicS
 /// the toxic path while the pipe holds data. Nothing is lost, duplicated or reordered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_integrity_while_switching_fast_and_toxic_paths() {
-    use sha2::{Digest, Sha256};
     use toxi::model::Direction;
     const TOTAL: usize = 48 * 1024 * 1024;
     let server = server().await;
     let p = proxy(&server, "switching", echo_upstream().await).await;
-    let (mut r, mut w) = connect(&p).await.into_split();
-    let writer = tokio::spawn(async move {
-        let mut hash = Sha256::new();
-        for seed in 0..(TOTAL >> 20) as u64 {
-            let block = pattern(1 << 20, seed + 1);
-            hash.update(&block);
-            w.write_all(&block).await.unwrap();
-        }
-        w.shutdown().await.unwrap();
-        hash.finalize()
-    });
+    let (mut r, w) = connect(&p).await.into_split();
+    let writer = spawn_pattern_writer(w, TOTAL >> 20);
     let registry = server.registry().clone();
     let name = p.name.clone();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -376,6 +367,7 @@ async fn reset_carries_on_past_a_failing_proxy() {
                     direction: toxi::model::Direction::Downstream,
                     toxicity: 1.0,
                     kind: toxi::toxics::kind("noop"),
+                    schedule: None,
                 },
             )
             .unwrap();

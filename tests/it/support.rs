@@ -281,3 +281,22 @@ pub async fn sha256_to_eof(
         .expect("stream finished in time");
     (received, hash.finalize().to_vec())
 }
+
+/// Writes `mib` MiB of [`pattern`] blocks (seeds 1, 2, …) to `w`, then shuts it down;
+/// resolves to the SHA-256 of everything written.
+pub fn spawn_pattern_writer(
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    mib: usize,
+) -> tokio::task::JoinHandle<Vec<u8>> {
+    use sha2::{Digest, Sha256};
+    tokio::spawn(async move {
+        let mut hash = Sha256::new();
+        for seed in 1..=mib as u64 {
+            let block = pattern(1 << 20, seed);
+            hash.update(&block);
+            w.write_all(&block).await.unwrap();
+        }
+        w.shutdown().await.unwrap();
+        hash.finalize().to_vec()
+    })
+}

@@ -19,6 +19,7 @@ fn toxic(name: &str, dir: Direction, toxicity: f32, kind: ToxicKind) -> ToxicSna
         direction: dir,
         toxicity,
         kind,
+        schedule: None,
     }
 }
 
@@ -598,25 +599,11 @@ async fn unrelated_changes_do_not_reroll() {
 /// tight loop: nothing is lost, duplicated or reordered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn integrity_under_toxic_churn() {
-    use sha2::{Digest, Sha256};
     const TOTAL: usize = 256 * 1024 * 1024;
     let (server, p) = echo_proxy("churn").await;
     let c = connect(&p).await;
-    let (mut r, mut w) = c.into_split();
-    let writer = tokio::spawn(async move {
-        let mut hash = Sha256::new();
-        let mut sent = 0usize;
-        let mut seed = 1;
-        while sent < TOTAL {
-            let block = pattern(1 << 20, seed);
-            seed += 1;
-            hash.update(&block);
-            w.write_all(&block).await.unwrap();
-            sent += block.len();
-        }
-        w.shutdown().await.unwrap();
-        hash.finalize()
-    });
+    let (mut r, w) = c.into_split();
+    let writer = spawn_pattern_writer(w, TOTAL >> 20);
     let registry = server.registry().clone();
     let name = p.name.clone();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
