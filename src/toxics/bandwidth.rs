@@ -10,10 +10,11 @@
 //! lateness nor the time the link takes to write one chunk and read the next accumulates
 //! (that gap alone cost 10 % at 100 MB/s). A chunk pushed within [`BACK_TO_BACK`] of the
 //! previous release continues the schedule where that release was due; the schedule never
-//! lags the clock by more than [`MAX_CREDIT`], so a long stall downstream earns at most that
-//! much burst. A chunk that arrives after a longer pause (the source was idle) starts a new
-//! schedule at its arrival, less the lateness of the previous release (capped the same
-//! way), so idle time earns no burst.
+//! lags the clock by more than [`MAX_CREDIT`], so a stall (a busy machine, a slow reader)
+//! earns at most that much burst, like a token bucket 100 ms deep. A chunk that arrives
+//! after a longer pause (the source was idle) starts a new schedule at its arrival, less
+//! the lateness of the previous release (capped the same way), so idle time earns no
+//! burst.
 //!
 //! `rate <= 0` holds the data until the rate is raised or the toxic is removed. An
 //! end-of-stream marker passes straight through (nothing can be held ahead of it).
@@ -45,9 +46,9 @@ const SLICE: Duration = Duration::from_millis(100);
 /// The most timer lateness carried forward as credit.
 pub const MAX_CREDIT: Duration = SLICE;
 
-/// A push this soon after the previous release continues its schedule: the source had
-/// the chunk ready and the gap is the link's own write-then-read time.
-pub const BACK_TO_BACK: Duration = Duration::from_millis(10);
+/// A push this soon after the previous release continues its schedule: the gap is the
+/// link's own write-then-read time, stretched on a busy machine.
+pub const BACK_TO_BACK: Duration = MAX_CREDIT;
 
 /// A bandwidth stage.
 pub struct Bandwidth {
