@@ -56,6 +56,7 @@ catalog! {
     reset_peer,
     slicer,
     limit_data,
+    packet_loss,
     noop,
 }
 
