@@ -198,6 +198,7 @@ impl Proxy {
                 attr_gen: t.attr_gen,
                 toxicity_gen: t.toxicity_gen,
                 activations: t.activations.clone(),
+                clients: t.snapshot.clients.clone(),
             })
             .collect();
         self.chains[dir.index()].send_replace(Arc::new(chain));

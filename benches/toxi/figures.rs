@@ -62,6 +62,7 @@ impl Ctx {
                     direction: dir,
                     toxicity: 1.0,
                     kind,
+                    clients: None,
                 },
             )
             .map(|_| ())
@@ -806,6 +807,7 @@ fn churn_registry(registry: &Registry, proxy: &str, i: usize) -> [(f64, bool); 2
         direction: Direction::Upstream,
         toxicity: 1.0,
         kind,
+        clients: None,
     };
     let t0 = Instant::now();
     let added = registry.add_toxic(proxy, toxic).is_ok();

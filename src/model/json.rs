@@ -33,7 +33,7 @@
 use std::fmt;
 
 use crate::model::{
-    AttrDef, AttrType, AttrValue, ProxyInput, ProxySnapshot, ToxicKind, ToxicSnapshot,
+    AttrDef, AttrType, AttrValue, Clients, ProxyInput, ProxySnapshot, ToxicKind, ToxicSnapshot,
 };
 
 /// Go's `maxNestingDepth` for the JSON scanner.
@@ -742,6 +742,8 @@ pub struct ToxicCreate {
     pub type_name: Option<String>,
     pub stream: Option<String>,
     pub toxicity: Option<f32>,
+    /// `clients`: `Some(None)` when the body cleared it (`null` or `[]`).
+    pub clients: Option<Option<Clients>>,
     doc: Json,
 }
 
@@ -753,6 +755,7 @@ pub fn decode_toxic_create(body: &[u8]) -> Result<ToxicCreate, DecodeError> {
         type_name: None,
         stream: None,
         toxicity: None,
+        clients: None,
         doc: Json::Null,
     };
     match &doc {
@@ -770,6 +773,8 @@ pub fn decode_toxic_create(body: &[u8]) -> Result<ToxicCreate, DecodeError> {
                     decode_string(v, &mut out.stream, "ToxicWrapper", "stream")?;
                 } else if key_is(key, "toxicity") {
                     decode_f32(v, &mut out.toxicity, "ToxicWrapper", "toxicity")?;
+                } else if key_is(key, "clients") {
+                    out.clients = Some(decode_clients(v)?);
                 } else if key_is(key, "attributes") {
                     match v {
                         Json::Null => toxic_nil = true,
@@ -824,6 +829,28 @@ impl ToxicCreate {
     }
 }
 
+/// A toxic's `clients` (toxi's own field): a list of addresses or CIDRs; `null` or `[]`
+/// clears the targeting. The error names the bad entry.
+fn decode_clients(v: &Json) -> Result<Option<Clients>, DecodeError> {
+    let not_list = || DecodeError("clients must be a list of IP addresses or CIDRs".to_owned());
+    let items = match v {
+        Json::Null => return Ok(None),
+        Json::Array(items) => items,
+        _ => return Err(not_list()),
+    };
+    let mut entries = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Json::String(s) => entries.push(s.as_str()),
+            _ => return Err(not_list()),
+        }
+    }
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    Clients::parse(&entries).map(Some).map_err(DecodeError)
+}
+
 /// A syntax-checked POST|PATCH /proxies/{proxy}/toxics/{toxic} body.
 #[derive(Debug)]
 pub struct ToxicUpdate {
@@ -864,6 +891,8 @@ impl ToxicUpdate {
                 }
             } else if key_is(key, "toxicity") {
                 decode_f32(v, &mut toxicity, "", "toxicity")?;
+            } else if key_is(key, "clients") {
+                toxic.clients = decode_clients(v)?;
             }
         }
         if let Some(t) = toxicity {
@@ -1017,6 +1046,16 @@ pub fn write_toxic(out: &mut String, t: &ToxicSnapshot) {
     write_str(out, &t.stream);
     out.push_str(",\"toxicity\":");
     out.push_str(&format_f32(t.toxicity));
+    if let Some(clients) = &t.clients {
+        out.push_str(",\"clients\":[");
+        for (i, c) in clients.entries().iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_str(out, c);
+        }
+        out.push(']');
+    }
     out.push('}');
 }
 

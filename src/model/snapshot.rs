@@ -1,7 +1,7 @@
 //! Proxies and toxics as the API shows them and takes them: what the server's registry
 //! answers with, what the typed client decodes, and what `model::json` encodes.
 
-use crate::model::{Direction, ToxicKind};
+use crate::model::{Clients, Direction, ToxicKind};
 
 /// A proxy as the API shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +28,9 @@ pub struct ToxicSnapshot {
     pub direction: Direction,
     pub toxicity: f32,
     pub kind: ToxicKind,
+    /// Client targeting (`clients`): when set, the toxic applies only to connections from
+    /// a matching client address.
+    pub clients: Option<Clients>,
 }
 
 /// A proxy to create (POST /proxies, /populate, -config).

@@ -99,6 +99,7 @@ pub(crate) async fn serve(
         watching: true,
         cancel: &cancel,
         seed: mix(seed, dir.index() as u64 + 1),
+        client: Some(peer.ip()),
         counters: &inst.stats.directions[dir.index()],
         held_limit: inst.held_limit,
     };

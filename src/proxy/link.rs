@@ -65,6 +65,8 @@ pub(crate) struct Link<'a> {
     pub cancel: &'a CancellationToken,
     /// Seed of this (connection, direction); toxicity rolls and toxic RNGs derive from it.
     pub seed: u64,
+    /// The client's address: toxics that target clients apply only when it matches.
+    pub client: Option<std::net::IpAddr>,
     pub counters: &'a DirectionCounters,
     /// The most data bytes the toxic chain may hold before the link stops reading.
     pub held_limit: usize,
@@ -245,7 +247,7 @@ impl<'a> Link<'a> {
         let mut clock = Clock::default();
         let now = clock.now(Instant::now());
         let chain = self.chain.borrow_and_update().clone();
-        let mut pipe = Pipeline::new(&chain, self.seed, now);
+        let mut pipe = Pipeline::for_client(&chain, self.seed, self.client, now);
         let mut buf = pool::Buf::none();
         let mut src_eof = false;
         loop {

@@ -12,8 +12,10 @@ use bytes::Bytes;
 
 use tokio::time::Instant;
 
-use super::chain::{mix, roll, ChainEntry};
+use super::chain::{mix, roll, targets_client, ChainEntry};
+use crate::model::Clients;
 use crate::toxics::{self, Chunk, CloseKind, Item, Poll, Toxic};
+use std::net::IpAddr;
 
 /// How early a long toxic wait may wake (tokio's timer resolution).
 pub(crate) const TIMER_SLACK: Duration = Duration::from_millis(1);
@@ -86,12 +88,32 @@ pub(crate) struct Pipeline<'t> {
     /// Bytes of data read into this pipeline and not yet dropped (written, cut off by a
     /// toxic or discarded), shared with every chunk's buffer.
     held: Arc<AtomicUsize>,
+    /// The connection's client address, for toxics that target clients.
+    client: Option<IpAddr>,
 }
 
 impl Pipeline<'static> {
     /// A pipeline with one fresh stage per entry of `chain`, attached at `now`.
+    #[cfg(test)]
     pub(crate) fn new(chain: &[ChainEntry], seed: u64, now: Instant) -> Pipeline<'static> {
-        Pipeline::from_stages(chain.iter().map(|e| Stage::new(e, seed, now)).collect())
+        Pipeline::for_client(chain, seed, None, now)
+    }
+
+    /// [`Pipeline::new`] for a connection from `client`: toxics that target clients are
+    /// active only when it matches.
+    pub(crate) fn for_client(
+        chain: &[ChainEntry],
+        seed: u64,
+        client: Option<IpAddr>,
+        now: Instant,
+    ) -> Pipeline<'static> {
+        let stages = chain
+            .iter()
+            .map(|e| Stage::new(e, seed, client, now))
+            .collect();
+        let mut pipe = Pipeline::from_stages(stages);
+        pipe.client = client;
+        pipe
     }
 }
 
@@ -103,6 +125,7 @@ impl<'t> Pipeline<'t> {
             out_pos: 0,
             closing: None,
             held: Arc::default(),
+            client: None,
         }
     }
 
@@ -220,13 +243,13 @@ impl<'t> Pipeline<'t> {
             match chain.iter().position(|e| e.uid == stage.uid) {
                 Some(p) if p < bound => {
                     Self::deliver(&mut carry, kept.last_mut(), &mut self.out);
-                    stage.refresh(&chain[p], seed, now);
+                    stage.refresh(&chain[p], seed, self.client, now);
                     bound = p;
                     kept.push(stage);
                 }
                 Some(p) => {
                     carry.extend(stage.drain());
-                    stage.refresh(&chain[p], seed, now);
+                    stage.refresh(&chain[p], seed, self.client, now);
                     moved.push(stage);
                 }
                 None => {
@@ -246,7 +269,7 @@ impl<'t> Pipeline<'t> {
                 Some(stage) => stages.push(stage),
                 // A closing link reads nothing more: toxics added now would see no data.
                 None if self.closing.is_some() => {}
-                None => stages.push(Stage::new(entry, seed, now)),
+                None => stages.push(Stage::new(entry, seed, self.client, now)),
             }
         }
         self.stages = stages;
@@ -290,6 +313,11 @@ impl Drop for Held {
     }
 }
 
+/// Whether a toxic acts on a link: its toxicity roll, and its client targeting.
+fn applies(entry: &ChainEntry, seed: u64, client: Option<IpAddr>) -> bool {
+    roll(seed, entry.uid, entry.toxicity_gen, entry.toxicity) && targets_client(entry, client)
+}
+
 /// One toxic on one link, with its toxicity roll.
 pub(crate) struct Stage<'t> {
     uid: u64,
@@ -297,8 +325,11 @@ pub(crate) struct Stage<'t> {
     toxicity_gen: u64,
     /// Whether removing this toxic tears the connection down.
     closes_on_remove: bool,
-    /// The roll: when false the stage passes items through untouched.
+    /// The toxicity roll and the client targeting: when false the stage passes items
+    /// through untouched.
     active: bool,
+    /// The targeting `active` was last decided with.
+    clients: Option<Clients>,
     toxic: Box<dyn Toxic + 't>,
     /// Items handed over by a removed stage upstream, waiting to enter this one.
     inbox: VecDeque<Item>,
@@ -308,9 +339,9 @@ pub(crate) struct Stage<'t> {
 }
 
 impl Stage<'static> {
-    fn new(entry: &ChainEntry, seed: u64, now: Instant) -> Stage<'static> {
+    fn new(entry: &ChainEntry, seed: u64, client: Option<IpAddr>, now: Instant) -> Stage<'static> {
         let rng = toxics::ToxicRng::new(mix(seed, entry.uid));
-        let active = roll(seed, entry.uid, entry.toxicity_gen, entry.toxicity);
+        let active = applies(entry, seed, client);
         if active {
             entry.activations.fetch_add(1, Ordering::Relaxed);
         }
@@ -320,6 +351,7 @@ impl Stage<'static> {
             toxicity_gen: entry.toxicity_gen,
             closes_on_remove: toxics::closes_on_remove(&entry.kind),
             active,
+            clients: entry.clients.clone(),
             toxic: toxics::build(&entry.kind, rng, now),
             inbox: VecDeque::new(),
             bypass: VecDeque::new(),
@@ -337,6 +369,7 @@ impl<'t> Stage<'t> {
             toxicity_gen: 0,
             closes_on_remove: false,
             active: true,
+            clients: None,
             toxic,
             inbox: VecDeque::new(),
             bypass: VecDeque::new(),
@@ -399,13 +432,14 @@ impl<'t> Stage<'t> {
         items
     }
 
-    fn refresh(&mut self, entry: &ChainEntry, seed: u64, now: Instant) {
+    fn refresh(&mut self, entry: &ChainEntry, seed: u64, client: Option<IpAddr>, now: Instant) {
         if entry.attr_gen != self.attr_gen {
             self.toxic.update(&entry.kind, now);
             self.attr_gen = entry.attr_gen;
         }
-        if entry.toxicity_gen != self.toxicity_gen {
-            let active = roll(seed, entry.uid, entry.toxicity_gen, entry.toxicity);
+        if entry.toxicity_gen != self.toxicity_gen || entry.clients != self.clients {
+            let active = applies(entry, seed, client);
+            self.clients = entry.clients.clone();
             if self.active && !active {
                 let mut held = self.toxic.drain();
                 self.bypass.append(&mut held);
@@ -437,6 +471,7 @@ mod tests {
             attr_gen: 0,
             toxicity_gen: 0,
             activations: Arc::new(AtomicU64::new(0)),
+            clients: None,
         }
     }
 
@@ -567,6 +602,7 @@ mod tests {
                 attr_gen: attr_hash(kind),
                 toxicity_gen: u64::from(*t),
                 activations: Arc::new(AtomicU64::new(0)),
+                clients: None,
             })
             .collect()
     }

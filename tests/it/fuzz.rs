@@ -105,6 +105,7 @@ fn exercise_decoders(body: &[u8]) {
                 direction: Direction::Upstream,
                 toxicity: 1.0,
                 kind: toxics::default_for(t).unwrap(),
+                clients: None,
             };
             if update.apply(&mut snapshot).is_ok() {
                 check_kind(&snapshot.kind);

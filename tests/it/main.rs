@@ -9,6 +9,7 @@ mod hostile;
 mod library;
 mod logging;
 mod metrics;
+mod netmodels;
 mod process;
 mod proxies;
 mod toxics;

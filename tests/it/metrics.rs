@@ -82,6 +82,7 @@ fn toxic(name: &str, direction: Direction, toxicity: f32) -> ToxicSnapshot {
         direction,
         toxicity,
         kind: toxi::toxics::kind("noop"),
+        clients: None,
     }
 }
 

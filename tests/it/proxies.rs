@@ -236,6 +236,7 @@ fn noop_toxic(name: &str, dir: toxi::model::Direction) -> toxi::registry::ToxicS
         direction: dir,
         toxicity: 1.0,
         kind: toxi::toxics::kind("noop"),
+        clients: None,
     }
 }
 
@@ -376,6 +377,7 @@ async fn reset_carries_on_past_a_failing_proxy() {
                     direction: toxi::model::Direction::Downstream,
                     toxicity: 1.0,
                     kind: toxi::toxics::kind("noop"),
+                    clients: None,
                 },
             )
             .unwrap();

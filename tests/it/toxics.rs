@@ -19,6 +19,7 @@ fn toxic(name: &str, dir: Direction, toxicity: f32, kind: ToxicKind) -> ToxicSna
         direction: dir,
         toxicity,
         kind,
+        clients: None,
     }
 }
 

@@ -491,6 +491,7 @@ fn snapshot() -> ToxicSnapshot {
         kind: crate::toxics::kind("latency")
             .with("latency", 250)
             .with("jitter", 10),
+        clients: None,
     }
 }
 
@@ -618,6 +619,7 @@ fn proxy() -> ProxySnapshot {
                 direction: Direction::Upstream,
                 toxicity: 0.3,
                 kind: crate::toxics::kind("bandwidth").with("rate", 100),
+                clients: None,
             },
             snapshot(),
             ToxicSnapshot {
@@ -626,6 +628,7 @@ fn proxy() -> ProxySnapshot {
                 direction: Direction::Downstream,
                 toxicity: 1e-7,
                 kind: crate::toxics::kind("noop"),
+                clients: None,
             },
         ],
     }
@@ -782,6 +785,7 @@ fn typed_json(kind: ToxicKind) -> String {
         direction: Direction::Downstream,
         toxicity: 1.0,
         kind,
+        clients: None,
     })
 }
 
