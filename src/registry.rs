@@ -101,6 +101,8 @@ struct ToxicRecord {
     attr_gen: u64,
     toxicity_gen: u64,
     activations: Arc<AtomicU64>,
+    /// Shared by every connection's stage of this toxic.
+    shared: Arc<crate::toxics::SharedRate>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -199,6 +201,7 @@ impl Proxy {
                 toxicity_gen: t.toxicity_gen,
                 activations: t.activations.clone(),
                 clients: t.snapshot.clients.clone(),
+                shared: t.shared.clone(),
             })
             .collect();
         self.chains[dir.index()].send_replace(Arc::new(chain));
@@ -447,6 +450,7 @@ impl Registry {
             attr_gen: 0,
             toxicity_gen: 0,
             activations,
+            shared: Arc::default(),
         });
         proxy.publish(&st, dir);
         tracing::info!(name = %proxy.name, toxic = %toxic.name, r#type = toxic.kind.type_name(),

@@ -28,6 +28,8 @@ pub struct ChainEntry {
     pub activations: Arc<AtomicU64>,
     /// Client targeting: when set, only connections from a matching address get the toxic.
     pub clients: Option<Clients>,
+    /// What the toxic shares across the proxy's connections (`bandwidth` `scope: proxy`).
+    pub shared: Arc<crate::toxics::SharedRate>,
 }
 
 /// The ordered toxics of one direction.

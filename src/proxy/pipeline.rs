@@ -352,7 +352,11 @@ impl Stage<'static> {
             closes_on_remove: toxics::closes_on_remove(&entry.kind),
             active,
             clients: entry.clients.clone(),
-            toxic: toxics::build(&entry.kind, rng, now),
+            toxic: {
+                let mut toxic = toxics::build(&entry.kind, rng, now);
+                toxic.share(&entry.shared);
+                toxic
+            },
             inbox: VecDeque::new(),
             bypass: VecDeque::new(),
         }
@@ -472,6 +476,7 @@ mod tests {
             toxicity_gen: 0,
             activations: Arc::new(AtomicU64::new(0)),
             clients: None,
+            shared: Arc::default(),
         }
     }
 
@@ -603,6 +608,7 @@ mod tests {
                 toxicity_gen: u64::from(*t),
                 activations: Arc::new(AtomicU64::new(0)),
                 clients: None,
+                shared: Arc::default(),
             })
             .collect()
     }

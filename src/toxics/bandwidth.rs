@@ -16,6 +16,12 @@
 //! the lateness of the previous release (capped the same way), so idle time earns no
 //! burst.
 //!
+//! `scope: "proxy"` (shown only when set; `"connection"` is the default) gives one `rate`
+//! for all connections of the proxy in the toxic's direction: each stage takes its chunk in
+//! pieces of at most [`SHARED_PIECE`] bytes (and at most 100 ms worth), reserving each on the
+//! toxic's [`SharedRate`] timeline and releasing it when its slot ends. Busy connections
+//! reserve one piece at a time, so they take turns and share the rate evenly.
+//!
 //! `rate <= 0` holds the data until the rate is raised or the toxic is removed. An
 //! end-of-stream marker passes straight through (nothing can be held ahead of it).
 //! `update` keeps the held data; a changed rate applies to it from the moment of the update.
@@ -25,7 +31,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use super::{add_saturating, Chunk, Item, Poll, Toxic, ToxicRng};
+use std::sync::Arc;
+
+use super::{add_saturating, Chunk, Item, Poll, SharedRate, Toxic, ToxicRng};
 use crate::model::{AttrDef, ToxicDef, ToxicKind};
 
 pub static DEF: ToxicDef = ToxicDef::new("bandwidth", "BandwidthToxic")
@@ -34,11 +42,24 @@ pub static DEF: ToxicDef = ToxicDef::new("bandwidth", "BandwidthToxic")
         .unit("KB/s")
         .at_least(0)
         .range_note("KB/s; 0 holds all data")
-        .help("1 KB = 1000 bytes; 0 holds all data until the toxic is removed")]);
+        .help("1 KB = 1000 bytes; 0 holds all data until the toxic is removed"),
+        AttrDef::one_of("scope", &["connection", "proxy"])
+            .when_set()
+            .unit("name")
+            .help("connection (default): the rate is per connection; proxy: all connections of the proxy in this direction share it")]);
 
 pub fn build(kind: &ToxicKind, _rng: ToxicRng, _now: Instant) -> Box<dyn Toxic> {
-    Box::new(Bandwidth::new(kind.int("rate")))
+    let mut b = Bandwidth::new(kind.int("rate"));
+    b.proxy_scope = proxy_scope(kind);
+    Box::new(b)
 }
+
+fn proxy_scope(kind: &ToxicKind) -> bool {
+    kind.str("scope") == Some("proxy")
+}
+
+/// Milliseconds of the rate a stage may keep reserved on a shared timeline.
+const SHARED_AHEAD_MS: u128 = 4;
 
 /// Time between the pieces of a chunk larger than `rate * 100` bytes.
 const SLICE: Duration = Duration::from_millis(100);
@@ -58,6 +79,15 @@ pub struct Bandwidth {
     credit: Duration,
     /// When the last chunk finished (its virtual due time) and when it was released.
     last: Option<(Instant, Instant)>,
+    /// `scope: "proxy"`: pace on the toxic's shared timeline instead.
+    proxy_scope: bool,
+    shared: Option<Arc<SharedRate>>,
+    /// Proxy scope: pieces with reserved slots, each leaving when its slot ends.
+    queue: VecDeque<(Instant, Item)>,
+    /// Data bytes in `queue`.
+    queued: usize,
+    /// When the last reserved slot ends (an end-of-stream marker leaves then).
+    last_due: Option<Instant>,
 }
 
 enum Held {
@@ -78,7 +108,21 @@ impl Bandwidth {
             held: None,
             credit: Duration::ZERO,
             last: None,
+            proxy_scope: false,
+            shared: None,
+            queue: VecDeque::new(),
+            queued: 0,
+            last_due: None,
         }
+    }
+
+    /// A stage pacing on `shared` (`scope: "proxy"`).
+    #[cfg(test)]
+    pub fn shared(rate: i64, shared: Arc<SharedRate>) -> Bandwidth {
+        let mut b = Bandwidth::new(rate);
+        b.proxy_scope = true;
+        b.shared = Some(shared);
+        b
     }
 
     /// The virtual time at which a chunk pushed at `now` starts sending.
@@ -90,6 +134,52 @@ impl Bandwidth {
             }
             _ => now.checked_sub(credit).unwrap_or(now),
         }
+    }
+
+    /// Proxy scope: reserves slots on the shared timeline for the held chunk, in pieces,
+    /// and queues them; each piece leaves when its slot ends.
+    fn reserve_held(&mut self, shared: &SharedRate, now: Instant) {
+        let rate = self.rate;
+        if rate <= 0 {
+            return;
+        }
+        match self.held.take() {
+            None => {}
+            Some(Held::Eof) => self.queue.push_back((self.last_due.unwrap_or(now), Item::Eof)),
+            Some(Held::Data { mut data, ts, .. }) => {
+                while !data.is_empty() {
+                    let n = data.len().min(piece_size(rate));
+                    let piece = data.split_to(n);
+                    let due = shared.reserve(cost(n, rate), now, MAX_CREDIT);
+                    self.last_due = Some(due);
+                    self.queued += n;
+                    self.queue.push_back((due, Item::Data(Chunk { data: piece, ts })));
+                }
+            }
+        }
+    }
+
+    /// Proxy scope: the front of the queue once its slot has ended.
+    fn poll_queue(&mut self, now: Instant) -> Poll {
+        match self.queue.front() {
+            None => Poll::Idle,
+            Some((due, _)) if *due > now => Poll::Wait(*due),
+            Some(_) => {
+                let (_, item) = self.queue.pop_front().expect("front checked");
+                if let Item::Data(c) = &item {
+                    self.queued -= c.data.len();
+                }
+                Poll::Ready(item)
+            }
+        }
+    }
+
+    /// The most bytes a stage keeps reserved on a shared timeline: enough for a few
+    /// milliseconds of the whole rate, so the busy links keep the timeline ahead of the
+    /// clock across timer granularity and take turns one reservation at a time.
+    fn queue_limit(&self) -> usize {
+        let ahead = (self.rate.max(0) as u128 * SHARED_AHEAD_MS).min(usize::MAX as u128) as usize;
+        ahead.max(2 * 32 * 1024)
     }
 }
 
@@ -115,7 +205,11 @@ fn next_start(due: Instant, now: Instant) -> Instant {
 
 impl Toxic for Bandwidth {
     fn can_accept(&self) -> bool {
-        self.held.is_none()
+        if self.proxy_scope && self.shared.is_some() {
+            self.held.is_none() && self.queued < self.queue_limit()
+        } else {
+            self.held.is_none() && self.queue.is_empty()
+        }
     }
 
     fn push(&mut self, item: Item, now: Instant) {
@@ -130,17 +224,30 @@ impl Toxic for Bandwidth {
     }
 
     fn poll(&mut self, now: Instant) -> Poll {
+        if self.proxy_scope {
+            if let Some(shared) = self.shared.clone() {
+                self.reserve_held(&shared, now);
+            }
+        }
+        // Reserved pieces (proxy scope, or left from it) go first.
+        if !self.queue.is_empty() {
+            return self.poll_queue(now);
+        }
         let rate = self.rate;
-        let Some(held) = self.held.as_mut() else {
-            return Poll::Idle;
-        };
-        let Held::Data { data, ts, start } = held else {
-            self.held = None;
-            return Poll::Ready(Item::Eof);
-        };
+        match self.held {
+            None => return Poll::Idle,
+            Some(Held::Eof) => {
+                self.held = None;
+                return Poll::Ready(Item::Eof);
+            }
+            Some(Held::Data { .. }) => {}
+        }
         if rate <= 0 {
             return Poll::Idle;
         }
+        let Some(Held::Data { data, ts, start }) = self.held.as_mut() else {
+            return Poll::Idle;
+        };
         let piece = piece_size(rate);
         if data.len() > piece {
             let due = add_saturating(*start, SLICE);
@@ -168,10 +275,12 @@ impl Toxic for Bandwidth {
             return;
         }
         let rate = kind.int("rate");
-        if rate == self.rate {
+        let scope = proxy_scope(kind);
+        if rate == self.rate && scope == self.proxy_scope {
             return;
         }
         self.rate = rate;
+        self.proxy_scope = scope;
         self.credit = Duration::ZERO;
         self.last = None;
         if let Some(Held::Data { start, .. }) = self.held.as_mut() {
@@ -179,14 +288,21 @@ impl Toxic for Bandwidth {
         }
     }
 
+    fn share(&mut self, shared: &Arc<SharedRate>) {
+        self.shared = Some(shared.clone());
+    }
+
     fn drain(&mut self) -> VecDeque<Item> {
         self.credit = Duration::ZERO;
         self.last = None;
+        self.queued = 0;
+        let mut out: VecDeque<Item> = self.queue.drain(..).map(|(_, item)| item).collect();
         match self.held.take() {
-            None => VecDeque::new(),
-            Some(Held::Eof) => VecDeque::from([Item::Eof]),
-            Some(Held::Data { data, ts, .. }) => VecDeque::from([Item::Data(Chunk { data, ts })]),
+            None => {}
+            Some(Held::Eof) => out.push_back(Item::Eof),
+            Some(Held::Data { data, ts, .. }) => out.push_back(Item::Data(Chunk { data, ts })),
         }
+        out
     }
 }
 
@@ -381,6 +497,86 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Four stages sharing one timeline, each fed 32 KiB chunks back to back, driven on a
+    /// virtual clock with timers rounded up to the next millisecond and a write-then-read
+    /// gap; returns the bytes each sent in `secs` simulated seconds.
+    fn shared_run(rate: i64, secs: u64, gap: Duration) -> [usize; 4] {
+        let t0 = Instant::now();
+        let shared = Arc::new(SharedRate::new());
+        let mut stages: Vec<Bandwidth> = (0..4)
+            .map(|_| Bandwidth::shared(rate, shared.clone()))
+            .collect();
+        let mut sent = [0usize; 4];
+        // Start the links a little apart.
+        let mut wake: Vec<Instant> = (0..4).map(|i| t0 + Duration::from_micros(i * 37)).collect();
+        let end = t0 + Duration::from_secs(secs);
+        loop {
+            let i = (0..4).min_by_key(|&i| wake[i]).unwrap();
+            let now = wake[i];
+            if now >= end {
+                return sent;
+            }
+            let b = &mut stages[i];
+            // Read (push) whenever the stage takes more, write whatever is due.
+            let now = now + gap;
+            loop {
+                if b.can_accept() {
+                    b.push(data(&[0; KIB32], now), now);
+                }
+                match b.poll(now) {
+                    Poll::Ready(Item::Data(c)) => sent[i] += c.data.len(),
+                    Poll::Wait(t) if !b.can_accept() => {
+                        let ms = t.duration_since(t0).as_nanos().div_ceil(1_000_000) as u64;
+                        wake[i] = t0 + Duration::from_millis(ms);
+                        break;
+                    }
+                    Poll::Wait(_) => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn proxy_scope_shares_one_rate_fairly() {
+        for (rate, secs) in [(100, 20), (1000, 4), (100_000, 2), (500_000, 2)] {
+            for gap in [Duration::from_micros(20), Duration::from_micros(400)] {
+                let sent = shared_run(rate, secs, gap);
+                let total: usize = sent.iter().sum();
+                let want = rate as f64 * 1000.0 * secs as f64;
+                assert!(
+                    (total as f64 / want - 1.0).abs() < 0.02,
+                    "rate {rate} gap {gap:?}: {total} bytes, want {want}"
+                );
+                for s in sent {
+                    assert!(
+                        (s as f64 / (want / 4.0) - 1.0).abs() < 0.10,
+                        "rate {rate} gap {gap:?}: unfair {sent:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scope_is_shown_only_when_set_and_switches_live() {
+        let plain = crate::toxics::kind("bandwidth").with("rate", 1);
+        assert_eq!(plain.attributes().count(), 1);
+        let bad = plain.clone().with("scope", "global");
+        assert!(bad.validate().unwrap_err().starts_with("scope must be one of"));
+        // A stage starts per connection and moves to the shared timeline on update.
+        let t0 = Instant::now();
+        let shared = Arc::new(SharedRate::new());
+        // Another connection has taken the next second of the shared timeline.
+        shared.reserve(Duration::from_secs(1), t0, MAX_CREDIT);
+        let mut b = Bandwidth::new(1);
+        b.share(&shared);
+        b.push(data(&[0; 10], t0), t0);
+        assert_eq!(b.poll(t0), Poll::Wait(at(t0, 10)));
+        b.update(&plain.with("scope", "proxy"), t0);
+        assert_eq!(b.poll(t0), Poll::Wait(at(t0, 1010)));
     }
 
     #[test]
