@@ -17,10 +17,10 @@
 //! burst.
 //!
 //! `scope: "proxy"` (shown only when set; `"connection"` is the default) gives one `rate`
-//! for all connections of the proxy in the toxic's direction: each stage takes its chunk in
-//! pieces of at most [`SHARED_PIECE`] bytes (and at most 100 ms worth), reserving each on the
-//! toxic's [`SharedRate`] timeline and releasing it when its slot ends. Busy connections
-//! reserve one piece at a time, so they take turns and share the rate evenly.
+//! for all connections of the proxy in the toxic's direction: each stage cuts its chunks into
+//! pieces of about 8 ms of the rate, reserves a slot for each on the toxic's [`SharedRate`]
+//! timeline and releases it when its slot ends. A stage keeps only a few milliseconds of the
+//! rate reserved, so busy connections take turns and share the rate evenly.
 //!
 //! `rate <= 0` holds the data until the rate is raised or the toxic is removed. An
 //! end-of-stream marker passes straight through (nothing can be held ahead of it).
@@ -56,6 +56,13 @@ pub fn build(kind: &ToxicKind, _rng: ToxicRng, _now: Instant) -> Box<dyn Toxic> 
 
 fn proxy_scope(kind: &ToxicKind) -> bool {
     kind.str("scope") == Some("proxy")
+}
+
+/// The most bytes one reservation on a shared timeline covers: 8 ms of the rate (at least
+/// one 1460-byte segment), so turns are short and shares even also at low rates.
+fn shared_piece(rate: i64) -> usize {
+    let ms8 = (rate.max(1) as u128 * 8).min(usize::MAX as u128) as usize;
+    ms8.max(1460).min(piece_size(rate))
 }
 
 /// Milliseconds of the rate a stage may keep reserved on a shared timeline.
@@ -137,23 +144,32 @@ impl Bandwidth {
     }
 
     /// Proxy scope: reserves slots on the shared timeline for the held chunk, in pieces,
-    /// and queues them; each piece leaves when its slot ends.
+    /// while less than [`Bandwidth::queue_limit`] is reserved, and queues them; each piece
+    /// leaves when its slot ends.
     fn reserve_held(&mut self, shared: &SharedRate, now: Instant) {
         let rate = self.rate;
         if rate <= 0 {
             return;
         }
-        match self.held.take() {
+        let limit = self.queue_limit();
+        match &mut self.held {
             None => {}
-            Some(Held::Eof) => self.queue.push_back((self.last_due.unwrap_or(now), Item::Eof)),
-            Some(Held::Data { mut data, ts, .. }) => {
-                while !data.is_empty() {
-                    let n = data.len().min(piece_size(rate));
+            Some(Held::Eof) => {
+                self.held = None;
+                self.queue.push_back((self.last_due.unwrap_or(now), Item::Eof));
+            }
+            Some(Held::Data { data, ts, .. }) => {
+                // Only a few milliseconds ahead: the rest waits, so links take short turns.
+                while !data.is_empty() && self.queued < limit {
+                    let n = data.len().min(shared_piece(rate));
                     let piece = data.split_to(n);
                     let due = shared.reserve(cost(n, rate), now, MAX_CREDIT);
                     self.last_due = Some(due);
                     self.queued += n;
-                    self.queue.push_back((due, Item::Data(Chunk { data: piece, ts })));
+                    self.queue.push_back((due, Item::Data(Chunk { data: piece, ts: *ts })));
+                }
+                if data.is_empty() {
+                    self.held = None;
                 }
             }
         }
@@ -179,7 +195,7 @@ impl Bandwidth {
     /// clock across timer granularity and take turns one reservation at a time.
     fn queue_limit(&self) -> usize {
         let ahead = (self.rate.max(0) as u128 * SHARED_AHEAD_MS).min(usize::MAX as u128) as usize;
-        ahead.max(2 * 32 * 1024)
+        ahead.max(2 * 1460)
     }
 }
 
