@@ -128,6 +128,8 @@ struct ToxicRecord {
     activations: Arc<AtomicU64>,
     /// When the schedule (if any) was set: its phases count from here.
     origin: Instant,
+    /// Shared by every connection's stage of this toxic.
+    shared: Arc<crate::toxics::SharedRate>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -237,6 +239,8 @@ impl Proxy {
                 toxicity_gen: t.toxicity_gen,
                 activations: t.activations.clone(),
                 active: t.snapshot.schedule.map_or(true, |s| s.active),
+                clients: t.snapshot.clients.clone(),
+                shared: t.shared.clone(),
             })
             .collect();
         self.chains[dir.index()].send_replace(Arc::new(chain));
@@ -301,7 +305,16 @@ impl Registry {
     /// The open connections of a proxy, oldest first, with each toxic's roll for them.
     pub fn connections(&self, proxy: &str) -> Result<Vec<ConnectionView>, Error> {
         let proxy = self.find(proxy)?;
-        let toxics: Vec<(Direction, String, u64, u64, f32)> = {
+        // Per toxic: what the link's stage decides with (the roll and the targeting).
+        type Applies = (
+            Direction,
+            String,
+            u64,
+            u64,
+            f32,
+            Option<crate::model::Clients>,
+        );
+        let toxics: Vec<Applies> = {
             let st = lock(&proxy.state);
             st.toxics
                 .iter()
@@ -314,6 +327,7 @@ impl Registry {
                         t.uid,
                         t.toxicity_gen,
                         s.toxicity,
+                        s.clients.clone(),
                     )
                 })
                 .collect()
@@ -325,8 +339,10 @@ impl Registry {
             .map(|conn| ConnectionView {
                 toxics: toxics
                     .iter()
-                    .map(|(d, name, uid, gen, tox)| {
-                        (name.clone(), conn.rolls(*d, *uid, *gen, *tox))
+                    .map(|(d, name, uid, gen, tox, clients)| {
+                        let applies = conn.rolls(*d, *uid, *gen, *tox)
+                            && crate::model::targets(clients.as_ref(), Some(conn.client.ip()));
+                        (name.clone(), applies)
                     })
                     .collect(),
                 conn,
@@ -819,6 +835,7 @@ impl Registry {
             toxicity_gen: 0,
             activations,
             origin: now,
+            shared: Arc::default(),
         })
     }
 
@@ -943,6 +960,7 @@ impl ToxicDraft {
             direction: self.direction,
             toxicity: request.toxicity.unwrap_or(1.0),
             kind: self.kind,
+            clients: request.clients.clone().flatten(),
             schedule,
         })
     }

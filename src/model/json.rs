@@ -36,8 +36,8 @@ use std::fmt;
 use crate::gocompat::quote_char;
 use crate::model::schedule::{self, Schedule};
 use crate::model::{
-    AttrDef, AttrType, AttrValue, Direction, ProxyInput, ProxySnapshot, ToxicDef, ToxicKind,
-    ToxicSnapshot,
+    AttrDef, AttrType, AttrValue, Clients, Direction, ProxyInput, ProxySnapshot, ToxicDef,
+    ToxicKind, ToxicSnapshot,
 };
 
 /// Go's `maxNestingDepth` for the JSON scanner.
@@ -724,6 +724,8 @@ pub struct ToxicCreate {
     pub type_name: Option<String>,
     pub stream: Option<String>,
     pub toxicity: Option<f32>,
+    /// `clients`: `Some(None)` when the body cleared it (`null` or `[]`).
+    pub clients: Option<Option<Clients>>,
     doc: Json,
 }
 
@@ -739,6 +741,7 @@ fn toxic_create_from(doc: Json) -> Result<ToxicCreate, DecodeError> {
         type_name: None,
         stream: None,
         toxicity: None,
+        clients: None,
         doc: Json::Null,
     };
     match &doc {
@@ -756,6 +759,8 @@ fn toxic_create_from(doc: Json) -> Result<ToxicCreate, DecodeError> {
                     decode_string(v, &mut out.stream, "ToxicWrapper", "stream")?;
                 } else if key_is(key, "toxicity") {
                     decode_f32(v, &mut out.toxicity, "ToxicWrapper", "toxicity")?;
+                } else if key_is(key, "clients") {
+                    out.clients = Some(decode_clients(v)?);
                 } else if key_is(key, "attributes") {
                     match v {
                         Json::Null => toxic_nil = true,
@@ -810,6 +815,28 @@ impl ToxicCreate {
     }
 }
 
+/// A toxic's `clients` (toxi's own field): a list of addresses or CIDRs; `null` or `[]`
+/// clears the targeting. The error names the bad entry.
+fn decode_clients(v: &Json) -> Result<Option<Clients>, DecodeError> {
+    let not_list = || DecodeError("clients must be a list of IP addresses or CIDRs".to_owned());
+    let items = match v {
+        Json::Null => return Ok(None),
+        Json::Array(items) => items,
+        _ => return Err(not_list()),
+    };
+    let mut entries = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Json::String(s) => entries.push(s.as_str()),
+            _ => return Err(not_list()),
+        }
+    }
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    Clients::parse(&entries).map(Some).map_err(DecodeError)
+}
+
 /// A syntax-checked POST|PATCH /proxies/{proxy}/toxics/{toxic} body.
 #[derive(Debug)]
 pub struct ToxicUpdate {
@@ -850,6 +877,8 @@ impl ToxicUpdate {
                 }
             } else if key_is(key, "toxicity") {
                 decode_f32(v, &mut toxicity, "", "toxicity")?;
+            } else if key_is(key, "clients") {
+                toxic.clients = decode_clients(v)?;
             }
         }
         if let Some(t) = toxicity {
@@ -985,12 +1014,20 @@ fn toxic_response(
         }
         s.active = active.unwrap_or(false);
     }
+    // toxi's own: a targeted toxic carries its `clients`.
+    let mut clients = None;
+    for (key, v) in members {
+        if key_is(key, "clients") {
+            clients = decode_clients(v)?;
+        }
+    }
     Ok(ToxicSnapshot {
         name: name.unwrap_or_default(),
         direction: Direction::parse(&stream).unwrap_or(Direction::Downstream),
         stream,
         toxicity: toxicity.unwrap_or(1.0),
         kind,
+        clients,
         schedule,
     })
 }
@@ -1283,6 +1320,16 @@ pub fn write_toxic(out: &mut String, t: &ToxicSnapshot) {
     write_str(out, &t.stream);
     out.push_str(",\"toxicity\":");
     out.push_str(&format_f32(t.toxicity));
+    if let Some(clients) = &t.clients {
+        out.push_str(",\"clients\":[");
+        for (i, c) in clients.entries().iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_str(out, c);
+        }
+        out.push(']');
+    }
     // toxi's own: only on scheduled toxics.
     if let Some(schedule) = &t.schedule {
         out.push_str(",\"schedule\":");

@@ -1,7 +1,7 @@
 //! Proxies and toxics as the API shows them and takes them: what the server's registry
 //! answers with, what the typed client decodes, and what `model::json` encodes.
 
-use crate::model::{Direction, Schedule, ToxicKind};
+use crate::model::{Clients, Direction, Schedule, ToxicKind};
 
 /// A proxy as the API shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +30,9 @@ pub struct ToxicSnapshot {
     pub kind: ToxicKind,
     /// When the toxic acts (beyond.md §1.1), with its current state; `None`: always.
     pub schedule: Option<Schedule>,
+    /// Client targeting (`clients`): when set, the toxic applies only to connections from
+    /// a matching client address.
+    pub clients: Option<Clients>,
 }
 
 /// A proxy to create (POST /proxies, /populate, -config).

@@ -7,7 +7,9 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use crate::model::ToxicKind;
+use std::net::IpAddr;
+
+use crate::model::{Clients, ToxicKind};
 
 /// One toxic as a link sees it.
 #[derive(Debug, Clone)]
@@ -27,6 +29,10 @@ pub struct ChainEntry {
     /// False while the toxic's schedule holds it inactive: the stage passes data untouched
     /// (its roll is kept), and becoming inactive releases what it holds, in order.
     pub active: bool,
+    /// Client targeting: when set, only connections from a matching address get the toxic.
+    pub clients: Option<Clients>,
+    /// What the toxic shares across the proxy's connections (`bandwidth` `scope: proxy`).
+    pub shared: Arc<crate::toxics::SharedRate>,
 }
 
 /// The ordered toxics of one direction.
@@ -54,6 +60,13 @@ pub fn roll(link_seed: u64, uid: u64, toxicity_gen: u64, toxicity: f32) -> bool 
     // 24 random bits give a uniform f32 in [0, 1).
     let u = (r >> 40) as f32 / (1u64 << 24) as f32;
     u < toxicity
+}
+
+/// Whether `entry`'s client targeting selects a connection from `client` (`None`: unknown,
+/// which only an untargeted toxic applies to). Independent of the toxicity roll: a toxic
+/// applies to a connection when both [`roll`] and this are true.
+pub fn targets_client(entry: &ChainEntry, client: Option<IpAddr>) -> bool {
+    crate::model::targets(entry.clients.as_ref(), client)
 }
 
 #[cfg(test)]

@@ -182,6 +182,7 @@ pub(crate) async fn serve(
         watching: true,
         cancel: &cancel,
         seed: link_seed(seed, dir),
+        client: Some(peer.ip()),
         counters: &inst.stats.directions[dir.index()],
         held_limit: inst.held_limit,
         carry: None,

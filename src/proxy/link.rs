@@ -58,6 +58,8 @@ pub(crate) struct Link<'a> {
     pub cancel: &'a CancellationToken,
     /// Seed of this (connection, direction); toxicity rolls and toxic RNGs derive from it.
     pub seed: u64,
+    /// The client's address: toxics that target clients apply only when it matches.
+    pub client: Option<std::net::IpAddr>,
     pub counters: &'a DirectionCounters,
     /// The most data bytes the toxic chain may hold before the link stops reading.
     pub held_limit: usize,
@@ -338,7 +340,7 @@ impl<'a> Link<'a> {
         let mut clock = Clock::default();
         let now = clock.now(Instant::now());
         let chain = self.chain.borrow_and_update().clone();
-        let mut pipe = Pipeline::new(&chain, self.seed, now);
+        let mut pipe = Pipeline::for_client(&chain, self.seed, self.client, now);
         if let Some(data) = self.carry.take() {
             let item = pipe.chunk(&data, now);
             pipe.push_first(item, now);
@@ -570,6 +572,7 @@ mod tests {
             held_limit: super::super::TOXIC_BUFFER_BYTES,
             carry: None,
             conn_bytes: &conn_bytes,
+            client: None,
         };
         let sent = data.clone();
         let writer = async move {

@@ -11,8 +11,10 @@ use bytes::Bytes;
 
 use tokio::time::Instant;
 
-use super::chain::{mix, roll, ChainEntry};
+use super::chain::{mix, roll, targets_client, ChainEntry};
+use crate::model::Clients;
 use crate::toxics::{self, Chunk, CloseKind, Item, Poll, Toxic};
+use std::net::IpAddr;
 
 /// The link task's view of time: the `now` it hands to toxics, and when to arm its timer.
 ///
@@ -60,12 +62,32 @@ pub(crate) struct Pipeline<'t> {
     /// Bytes of data read into this pipeline and not yet dropped (written, cut off by a
     /// toxic or discarded), shared with every chunk's buffer.
     held: Arc<AtomicUsize>,
+    /// The connection's client address, for toxics that target clients.
+    client: Option<IpAddr>,
 }
 
 impl Pipeline<'static> {
     /// A pipeline with one fresh stage per entry of `chain`, attached at `now`.
+    #[cfg(test)]
     pub(crate) fn new(chain: &[ChainEntry], seed: u64, now: Instant) -> Pipeline<'static> {
-        Pipeline::from_stages(chain.iter().map(|e| Stage::new(e, seed, now)).collect())
+        Pipeline::for_client(chain, seed, None, now)
+    }
+
+    /// [`Pipeline::new`] for a connection from `client`: toxics that target clients are
+    /// active only when it matches.
+    pub(crate) fn for_client(
+        chain: &[ChainEntry],
+        seed: u64,
+        client: Option<IpAddr>,
+        now: Instant,
+    ) -> Pipeline<'static> {
+        let stages = chain
+            .iter()
+            .map(|e| Stage::new(e, seed, client, now))
+            .collect();
+        let mut pipe = Pipeline::from_stages(stages);
+        pipe.client = client;
+        pipe
     }
 }
 
@@ -77,6 +99,7 @@ impl<'t> Pipeline<'t> {
             out_pos: 0,
             closing: None,
             held: Arc::default(),
+            client: None,
         }
     }
 
@@ -194,13 +217,13 @@ impl<'t> Pipeline<'t> {
             match chain.iter().position(|e| e.uid == stage.uid) {
                 Some(p) if p < bound => {
                     Self::deliver(&mut carry, kept.last_mut(), &mut self.out);
-                    stage.refresh(&chain[p], seed, now);
+                    stage.refresh(&chain[p], seed, self.client, now);
                     bound = p;
                     kept.push(stage);
                 }
                 Some(p) => {
                     carry.extend(stage.drain());
-                    stage.refresh(&chain[p], seed, now);
+                    stage.refresh(&chain[p], seed, self.client, now);
                     moved.push(stage);
                 }
                 None => {
@@ -220,7 +243,7 @@ impl<'t> Pipeline<'t> {
                 Some(stage) => stages.push(stage),
                 // A closing link reads nothing more: toxics added now would see no data.
                 None if self.closing.is_some() => {}
-                None => stages.push(Stage::new(entry, seed, now)),
+                None => stages.push(Stage::new(entry, seed, self.client, now)),
             }
         }
         self.stages = stages;
@@ -264,6 +287,11 @@ impl Drop for Held {
     }
 }
 
+/// Whether a toxic acts on a link: its toxicity roll, and its client targeting.
+fn applies(entry: &ChainEntry, seed: u64, client: Option<IpAddr>) -> bool {
+    roll(seed, entry.uid, entry.toxicity_gen, entry.toxicity) && targets_client(entry, client)
+}
+
 /// One toxic on one link, with its toxicity roll.
 pub(crate) struct Stage<'t> {
     uid: u64,
@@ -271,12 +299,14 @@ pub(crate) struct Stage<'t> {
     toxicity_gen: u64,
     /// Whether removing this toxic tears the connection down.
     closes_on_remove: bool,
-    /// The roll: kept across schedule flips, redone only when `toxicity` is updated.
+    /// The toxicity roll and the client targeting: kept across schedule flips, redone only when `toxicity` is updated.
     rolled: bool,
     /// The schedule's state as last published ([`ChainEntry::active`]).
     scheduled: bool,
     /// `rolled && scheduled`: when false the stage passes items through untouched.
     active: bool,
+    /// The targeting `active` was last decided with.
+    clients: Option<Clients>,
     toxic: Box<dyn Toxic + 't>,
     /// Items handed over by a removed stage upstream, waiting to enter this one.
     inbox: VecDeque<Item>,
@@ -286,9 +316,9 @@ pub(crate) struct Stage<'t> {
 }
 
 impl Stage<'static> {
-    fn new(entry: &ChainEntry, seed: u64, now: Instant) -> Stage<'static> {
+    fn new(entry: &ChainEntry, seed: u64, client: Option<IpAddr>, now: Instant) -> Stage<'static> {
         let rng = toxics::ToxicRng::new(mix(seed, entry.uid));
-        let rolled = roll(seed, entry.uid, entry.toxicity_gen, entry.toxicity);
+        let rolled = applies(entry, seed, client);
         let active = rolled && entry.active;
         if active {
             entry.activations.fetch_add(1, Ordering::Relaxed);
@@ -301,7 +331,12 @@ impl Stage<'static> {
             rolled,
             scheduled: entry.active,
             active,
-            toxic: toxics::build(&entry.kind, rng, now),
+            clients: entry.clients.clone(),
+            toxic: {
+                let mut toxic = toxics::build(&entry.kind, rng, now);
+                toxic.share(&entry.shared);
+                toxic
+            },
             inbox: VecDeque::new(),
             bypass: VecDeque::new(),
         }
@@ -320,6 +355,7 @@ impl<'t> Stage<'t> {
             rolled: true,
             scheduled: true,
             active: true,
+            clients: None,
             toxic,
             inbox: VecDeque::new(),
             bypass: VecDeque::new(),
@@ -382,13 +418,14 @@ impl<'t> Stage<'t> {
         items
     }
 
-    fn refresh(&mut self, entry: &ChainEntry, seed: u64, now: Instant) {
+    fn refresh(&mut self, entry: &ChainEntry, seed: u64, client: Option<IpAddr>, now: Instant) {
         if entry.attr_gen != self.attr_gen {
             self.toxic.update(&entry.kind, now);
             self.attr_gen = entry.attr_gen;
         }
-        if entry.toxicity_gen != self.toxicity_gen {
-            self.rolled = roll(seed, entry.uid, entry.toxicity_gen, entry.toxicity);
+        if entry.toxicity_gen != self.toxicity_gen || entry.clients != self.clients {
+            self.rolled = applies(entry, seed, client);
+            self.clients = entry.clients.clone();
             self.toxicity_gen = entry.toxicity_gen;
         }
         let switched_on = entry.active && !self.scheduled;
@@ -431,6 +468,8 @@ mod tests {
             toxicity_gen: 0,
             activations: Arc::new(AtomicU64::new(0)),
             active: true,
+            clients: None,
+            shared: Arc::default(),
         }
     }
 
@@ -604,6 +643,8 @@ mod tests {
                 toxicity_gen: u64::from(*t),
                 activations: Arc::new(AtomicU64::new(0)),
                 active: *active,
+                clients: None,
+                shared: Arc::default(),
             })
             .collect()
     }

@@ -11,6 +11,18 @@
 //!
 //! Huge values saturate ("forever"); negative delays mean none.
 //!
+//! `distribution` (shown only when set) shapes the jitter as tc netem does, scaled by
+//! `jitter`: `uniform` is the draw above; `normal` is `latency + jitter * z` with `z`
+//! standard normal; `pareto` uses netem's Pareto table, `z = 4/3 * (u^(-1/3) - 1.5)`
+//! (shape 3, shifted to mean 0); `paretonormal` is netem's mix of the two at the same
+//! quantile, `(normal + 3 * pareto) / 4`. As in netem's 16-bit tables, `z` is capped at
+//! +/-4. `correlation` (0-100, shown only when set) makes each draw depend on the previous
+//! one: the draws come from a Gaussian AR(1) sequence with that lag-1 coefficient, mapped
+//! onto the distribution through its quantiles, so the distribution itself is unchanged
+//! (netem's own correlation narrows it). Every draw comes from the toxic's seeded stream
+//! (`rand_distr`'s standard normal on `ToxicRng`), so `-seed` reproduces them; uniform
+//! without correlation keeps its integer draw.
+//!
 //! `update` with changed attributes recomputes the release time of every queued chunk as if
 //! it had been pushed under the new attributes (same push time, fresh jitter draw), so
 //! lowering a large latency releases held data promptly, much as the reference does when it
@@ -21,7 +33,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use super::{add_saturating, millis, Item, Poll, Toxic, ToxicRng};
+use super::{add_saturating, Item, Poll, Toxic, ToxicRng};
 use crate::model::{AttrDef, ToxicDef, ToxicKind};
 
 pub static DEF: ToxicDef = ToxicDef::new("latency", "LatencyToxic")
@@ -29,10 +41,105 @@ pub static DEF: ToxicDef = ToxicDef::new("latency", "LatencyToxic")
     .attrs(&[
         AttrDef::int("latency").unit("ms").help("the delay"),
         AttrDef::int("jitter").unit("ms").help("random variation, drawn per chunk"),
+        AttrDef::one_of("distribution", &["uniform", "normal", "pareto", "paretonormal"])
+            .when_set()
+            .unit("name")
+            .help("shape of the jitter, as tc netem's: uniform (default, +/- jitter), normal (sigma = jitter), pareto, paretonormal"),
+        AttrDef::float("correlation")
+            .when_set()
+            .between_f(0.0, 100.0)
+            .unit("percent")
+            .help("how much each chunk's jitter depends on the previous one's (0-100)"),
     ]);
 
 pub fn build(kind: &ToxicKind, rng: ToxicRng, _now: Instant) -> Box<dyn Toxic> {
-    Box::new(Latency::new(kind.int("latency"), kind.int("jitter"), rng))
+    let mut l = Latency::new(kind.int("latency"), kind.int("jitter"), rng);
+    l.shape = Shape::of(kind);
+    Box::new(l)
+}
+
+/// The jitter's distribution, as tc netem names them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Distribution {
+    Uniform,
+    Normal,
+    Pareto,
+    ParetoNormal,
+}
+
+/// netem's tables hold `z * 8192` in 16 bits: `|z|` stays below 4.
+const Z_CAP: f64 = 32767.0 / 8192.0;
+
+/// The standard normal CDF.
+fn phi(g: f64) -> f64 {
+    0.5 * libm::erfc(-g / std::f64::consts::SQRT_2)
+}
+
+/// netem's Pareto table at quantile `p` (computed from `1 - p` for precision in the tail):
+/// shape 3, shifted and scaled to `4/3 * (x - 1.5)`, capped.
+fn pareto_z(one_minus_p: f64) -> f64 {
+    (4.0 / 3.0 * (one_minus_p.powf(-1.0 / 3.0) - 1.5)).min(Z_CAP)
+}
+
+/// How a chunk's jitter is drawn: the distribution and the correlation between draws.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shape {
+    pub dist: Distribution,
+    /// Lag-1 coefficient, 0..=1.
+    pub rho: f64,
+    /// The previous Gaussian draw, when correlated.
+    last: Option<f64>,
+}
+
+impl Shape {
+    pub fn new(dist: Distribution, correlation_percent: f64) -> Shape {
+        Shape {
+            dist,
+            rho: (correlation_percent / 100.0).clamp(0.0, 1.0),
+            last: None,
+        }
+    }
+
+    /// The shape a latency toxic's attributes ask for.
+    pub fn of(kind: &ToxicKind) -> Shape {
+        let dist = match kind.str("distribution") {
+            Some("normal") => Distribution::Normal,
+            Some("pareto") => Distribution::Pareto,
+            Some("paretonormal") => Distribution::ParetoNormal,
+            _ => Distribution::Uniform,
+        };
+        Shape::new(dist, kind.float("correlation"))
+    }
+
+    fn same_as(&self, other: &Shape) -> bool {
+        self.dist == other.dist && self.rho == other.rho
+    }
+
+    /// The next chunk's offset from `latency`, in ms (`jitter > 0`).
+    pub fn draw(&mut self, rng: &mut ToxicRng, jitter: i64) -> f64 {
+        if self.dist == Distribution::Uniform && self.rho == 0.0 {
+            return rng.range(-jitter, jitter) as f64;
+        }
+        let e = rng.standard_normal();
+        let g = match self.last {
+            Some(prev) if self.rho > 0.0 => {
+                self.rho * prev + (1.0 - self.rho * self.rho).sqrt() * e
+            }
+            _ => e,
+        };
+        if self.rho > 0.0 {
+            self.last = Some(g);
+        }
+        let j = jitter as f64;
+        let normal = g.clamp(-Z_CAP, Z_CAP);
+        let tail = || pareto_z(0.5 * libm::erfc(g / std::f64::consts::SQRT_2));
+        j * match self.dist {
+            Distribution::Uniform => 2.0 * phi(g) - 1.0,
+            Distribution::Normal => normal,
+            Distribution::Pareto => tail(),
+            Distribution::ParetoNormal => ((normal + 3.0 * tail()) / 4.0).clamp(-Z_CAP, Z_CAP),
+        }
+    }
 }
 
 /// How many items the stage queues before applying backpressure (the reference's channel
@@ -43,6 +150,7 @@ pub const BUFFER: usize = 1024;
 pub struct Latency {
     latency: i64,
     jitter: i64,
+    shape: Shape,
     rng: ToxicRng,
     queue: VecDeque<Entry>,
 }
@@ -63,6 +171,7 @@ impl Latency {
         Latency {
             latency,
             jitter,
+            shape: Shape::new(Distribution::Uniform, 0.0),
             rng,
             queue: VecDeque::new(),
         }
@@ -71,15 +180,16 @@ impl Latency {
     /// Draws this chunk's delay and returns (release time, released timestamp).
     fn schedule(&mut self, ts: Instant, pushed: Instant) -> (Instant, Option<Instant>) {
         let j = if self.jitter > 0 {
-            self.rng.range(-self.jitter, self.jitter)
+            self.shape.draw(&mut self.rng, self.jitter)
         } else {
-            0
+            0.0
         };
-        let delay_ms = i128::from(self.latency) + i128::from(j);
-        if delay_ms <= 0 {
+        // In ns; `as` saturates a huge float.
+        let delay_ns = i128::from(self.latency) * 1_000_000 + (j * 1e6).round() as i128;
+        if delay_ns <= 0 {
             return (pushed, None);
         }
-        let delay = millis(delay_ms.min(i128::from(i64::MAX)) as i64);
+        let delay = Duration::from_nanos(delay_ns.min(i128::from(u64::MAX)) as u64);
         let sleep = delay.saturating_sub(pushed.saturating_duration_since(ts));
         if sleep == Duration::ZERO {
             (pushed, None)
@@ -130,11 +240,15 @@ impl Toxic for Latency {
             return;
         }
         let (latency, jitter) = (kind.int("latency"), kind.int("jitter"));
-        if (latency, jitter) == (self.latency, self.jitter) {
+        let shape = Shape::of(kind);
+        if (latency, jitter) == (self.latency, self.jitter) && shape.same_as(&self.shape) {
             return;
         }
         self.latency = latency;
         self.jitter = jitter;
+        if !shape.same_as(&self.shape) {
+            self.shape = shape;
+        }
         let mut queue = std::mem::take(&mut self.queue);
         for entry in queue.iter_mut() {
             if let Item::Data(chunk) = &entry.item {
@@ -482,5 +596,188 @@ mod tests {
             at(t0, 10),
         );
         assert_eq!(l.queue[0].release, before);
+    }
+}
+
+#[cfg(test)]
+mod distribution_tests {
+    use super::*;
+
+    const N: usize = 10_000;
+    const JITTER: i64 = 20;
+
+    fn draws(dist: Distribution, correlation: f64, seed: u64) -> Vec<f64> {
+        let mut shape = Shape::new(dist, correlation);
+        let mut rng = ToxicRng::new(seed);
+        (0..N).map(|_| shape.draw(&mut rng, JITTER)).collect()
+    }
+
+    fn quantile(sorted: &[f64], p: f64) -> f64 {
+        sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+    }
+
+    /// netem's definitions, written out independently of the sampler: the inverse CDF at
+    /// `p`, in units of `jitter`.
+    fn netem_z(dist: Distribution, p: f64) -> f64 {
+        // Standard normal quantiles at the probabilities the tests use.
+        let normal = match p {
+            0.5 => 0.0,
+            0.9 => 1.281_551_6,
+            0.99 => 2.326_347_9,
+            _ => unreachable!(),
+        };
+        // Pareto, shape 3: x = (1 - p)^(-1/3); the table holds 4/3 (x - 1.5), capped at
+        // 32767 / 8192.
+        let pareto = (4.0 / 3.0 * ((1.0 - p).powf(-1.0 / 3.0) - 1.5)).min(32767.0 / 8192.0);
+        match dist {
+            Distribution::Uniform => 2.0 * p - 1.0,
+            Distribution::Normal => normal,
+            Distribution::Pareto => pareto,
+            Distribution::ParetoNormal => (normal + 3.0 * pareto) / 4.0,
+        }
+    }
+
+    fn check_quantiles(dist: Distribution, correlation: f64, slack: f64) {
+        let mut d = draws(dist, correlation, 11);
+        d.sort_by(f64::total_cmp);
+        for p in [0.5, 0.9, 0.99] {
+            let want = netem_z(dist, p) * JITTER as f64;
+            let got = quantile(&d, p);
+            // 5 % of the value or 1 ms (the contract), times `slack`.
+            let tol = (want.abs() * 0.05).max(1.0) * slack;
+            assert!(
+                (got - want).abs() <= tol,
+                "{dist:?} correlation {correlation}: p{} is {got:.3} ms, netem's {want:.3} ms",
+                p * 100.0
+            );
+        }
+    }
+
+    #[test]
+    fn quantiles_match_netem() {
+        for dist in [
+            Distribution::Uniform,
+            Distribution::Normal,
+            Distribution::Pareto,
+            Distribution::ParetoNormal,
+        ] {
+            check_quantiles(dist, 0.0, 1.0);
+        }
+    }
+
+    #[test]
+    fn netem_table_points() {
+        // A few entries of the tables iproute2 generates (value / 8192), recomputed from
+        // its definitions: the Pareto table's median is 4/3 (2^(1/3) - 1.5).
+        assert!((netem_z(Distribution::Pareto, 0.5) - -0.320_13).abs() < 1e-4);
+        assert!((netem_z(Distribution::Pareto, 0.99) - 3.999_88).abs() < 1e-4);
+        assert!((netem_z(Distribution::ParetoNormal, 0.9) - 0.974_8).abs() < 1e-3);
+        // The sampler's own tail transform agrees with them.
+        assert!((pareto_z(0.5) - netem_z(Distribution::Pareto, 0.5)).abs() < 1e-12);
+        assert!((pareto_z(0.1) - netem_z(Distribution::Pareto, 0.9)).abs() < 1e-12);
+    }
+
+    fn lag1(x: &[f64]) -> f64 {
+        let n = x.len() as f64;
+        let mean = x.iter().sum::<f64>() / n;
+        let var: f64 = x.iter().map(|v| (v - mean).powi(2)).sum();
+        let cov: f64 = x.windows(2).map(|w| (w[0] - mean) * (w[1] - mean)).sum();
+        cov / var
+    }
+
+    #[test]
+    fn correlation_is_the_lag1_autocorrelation() {
+        for dist in [
+            Distribution::Uniform,
+            Distribution::Normal,
+            Distribution::Pareto,
+            Distribution::ParetoNormal,
+        ] {
+            let r0 = lag1(&draws(dist, 0.0, 5));
+            assert!(r0.abs() < 0.04, "{dist:?} uncorrelated: lag-1 {r0:.3}");
+            for c in [25.0, 50.0, 90.0] {
+                let r = lag1(&draws(dist, c, 5));
+                // The heavy Pareto tail pulls its linear correlation a little lower.
+                let tol = if dist == Distribution::Pareto { 0.1 } else { 0.05 };
+                assert!(
+                    (r - c / 100.0).abs() < tol,
+                    "{dist:?} correlation {c}: lag-1 {r:.3}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn correlation_keeps_the_distribution() {
+        // Correlated draws wander, so 10,000 of them pin the quantiles less tightly.
+        for dist in [Distribution::Normal, Distribution::ParetoNormal] {
+            check_quantiles(dist, 50.0, 2.0);
+        }
+    }
+
+    #[test]
+    fn delays_are_never_negative_and_order_is_kept() {
+        let t0 = Instant::now();
+        for d in ["normal", "pareto", "paretonormal", "uniform"] {
+            let kind = crate::toxics::kind("latency")
+                .with("latency", 5)
+                .with("jitter", 50)
+                .with("distribution", d)
+                .with("correlation", 30.0);
+            let mut l = build(&kind, ToxicRng::new(3), t0);
+            let mut out = Vec::new();
+            let mut now = t0;
+            for i in 0..2000u32 {
+                l.push(
+                    Item::Data(crate::toxics::Chunk {
+                        data: bytes::Bytes::copy_from_slice(&i.to_be_bytes()),
+                        ts: now,
+                    }),
+                    now,
+                );
+                while let Poll::Ready(Item::Data(c)) = l.poll(now) {
+                    out.extend_from_slice(&c.data);
+                }
+                now += Duration::from_micros(500);
+            }
+            loop {
+                match l.poll(now) {
+                    Poll::Ready(Item::Data(c)) => out.extend_from_slice(&c.data),
+                    Poll::Wait(t) => {
+                        assert!(t >= now);
+                        now = t;
+                    }
+                    _ => break,
+                }
+            }
+            let expect: Vec<u8> = (0..2000u32).flat_map(|i| i.to_be_bytes()).collect();
+            assert_eq!(out, expect, "{d}: every byte, in order");
+        }
+    }
+
+    #[test]
+    fn same_seed_same_draws() {
+        for dist in [Distribution::Normal, Distribution::ParetoNormal] {
+            assert_eq!(draws(dist, 40.0, 9), draws(dist, 40.0, 9));
+            assert_ne!(draws(dist, 40.0, 9), draws(dist, 40.0, 10));
+        }
+    }
+
+    #[test]
+    fn new_attributes_show_only_when_set() {
+        let plain = crate::toxics::kind("latency").with("latency", 1);
+        let names: Vec<_> = plain.attributes().map(|(a, _)| a.name).collect();
+        assert_eq!(names, ["latency", "jitter"]);
+        let set = plain.with("distribution", "pareto").with("correlation", 10.0);
+        let names: Vec<_> = set.attributes().map(|(a, _)| a.name).collect();
+        assert_eq!(names, ["latency", "jitter", "distribution", "correlation"]);
+        assert!(set.validate().is_ok());
+        let bad = crate::toxics::kind("latency").with("correlation", 101.0);
+        assert_eq!(
+            bad.validate().unwrap_err(),
+            "correlation must be between 0 and 100"
+        );
+        let bad = crate::toxics::kind("latency").with("distribution", "gauss");
+        assert!(bad.validate().unwrap_err().starts_with("distribution must be one of"));
     }
 }

@@ -23,6 +23,8 @@ use crate::model::{ToxicDef, ToxicKind};
 
 mod rng;
 pub use rng::ToxicRng;
+pub mod shared;
+pub use shared::SharedRate;
 
 #[cfg(test)]
 pub(crate) mod test_util;
@@ -57,6 +59,7 @@ catalog! {
     slicer,
     limit_data,
     limit_time,
+    packet_loss,
     noop,
 }
 
@@ -144,6 +147,11 @@ pub trait Toxic: Send {
     /// Removes and returns everything the stage holds, in stream order, so the link can
     /// forward it at once (a removed latency toxic releases its queue without delay).
     fn drain(&mut self) -> VecDeque<Item>;
+
+    /// Hands the stage the state its toxic shares with every connection of the proxy
+    /// direction (called once, right after `build`). Only toxics with a proxy-wide mode use
+    /// it.
+    fn share(&mut self, _shared: &std::sync::Arc<SharedRate>) {}
 }
 
 /// Builds the behaviour for `kind`, which has passed [`ToxicKind::validate`]. `rng` drives

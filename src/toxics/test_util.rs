@@ -88,6 +88,9 @@ impl<T: Toxic + ?Sized> Toxic for &mut T {
     fn drain(&mut self) -> VecDeque<Item> {
         (**self).drain()
     }
+    fn share(&mut self, shared: &std::sync::Arc<super::SharedRate>) {
+        (**self).share(shared)
+    }
 }
 
 impl Sim {

@@ -106,6 +106,7 @@ fn exercise_decoders(body: &[u8]) {
                 toxicity: 1.0,
                 kind: toxics::default_for(t).unwrap(),
                 schedule: None,
+                clients: None,
             };
             if update.apply(&mut snapshot).is_ok() {
                 check_kind(&snapshot.kind);
@@ -213,6 +214,11 @@ proptest! {
             toxi::toxics::kind("noop"),
             toxi::toxics::kind("slow_close").with("delay", delay.max(0) % 1000),
             toxi::toxics::kind("limit_data").with("bytes", i64::MAX),
+            toxi::toxics::kind("latency").with("latency", latency % 100_000).with("jitter", jitter % 100_000)
+                .with("distribution", "paretonormal").with("correlation", var_frac * 100.0),
+            toxi::toxics::kind("packet_loss").with("loss_rate", var_frac * 0.5).with("mode", "retransmit")
+                .with("mss", avg).with("rto", delay.clamp(1, 1000)),
+            toxi::toxics::kind("bandwidth").with("rate", rate).with("scope", "proxy"),
         ];
         let want = expected_bytes(&inputs);
         for kind in &kinds {
@@ -234,8 +240,19 @@ proptest! {
     ) {
         for t in toxics::type_names() {
             let mut kind = toxics::default_for(t).unwrap();
-            for (attr, v) in kind.def().attrs.iter().zip([a, b, c]) {
-                kind.set(attr.name, v).unwrap();
+            for (attr, v) in kind.def().attrs.iter().zip([a, b, c, a ^ c, b ^ c]) {
+                match attr.ty {
+                    toxi::model::AttrType::Int { .. } => kind.set(attr.name, v).unwrap(),
+                    // A float in [-1, 1] (0-1 ranges validate about half the time) or x 100.
+                    toxi::model::AttrType::Float => {
+                        let f = v as f64 / i64::MAX as f64;
+                        kind.set(attr.name, if v % 2 == 0 { f } else { f * 100.0 }).unwrap()
+                    }
+                    toxi::model::AttrType::Enum(words) => kind
+                        .set(attr.name, words[(v.unsigned_abs() % words.len() as u64) as usize])
+                        .unwrap(),
+                    _ => {}
+                }
             }
             if kind.validate().is_ok() {
                 let (out, _) = run_toxic(&kind, &inputs, seed);

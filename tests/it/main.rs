@@ -13,6 +13,7 @@ mod hostile;
 mod library;
 mod logging;
 mod metrics;
+mod netmodels;
 mod process;
 mod proxies;
 mod schedule;

@@ -83,6 +83,7 @@ fn toxic(name: &str, direction: Direction, toxicity: f32) -> ToxicSnapshot {
         toxicity,
         kind: toxi::toxics::kind("noop"),
         schedule: None,
+        clients: None,
     }
 }
 

@@ -237,6 +237,7 @@ fn noop_toxic(name: &str, dir: toxi::model::Direction) -> toxi::registry::ToxicS
         toxicity: 1.0,
         kind: toxi::toxics::kind("noop"),
         schedule: None,
+        clients: None,
     }
 }
 
@@ -368,6 +369,7 @@ async fn reset_carries_on_past_a_failing_proxy() {
                     toxicity: 1.0,
                     kind: toxi::toxics::kind("noop"),
                     schedule: None,
+                    clients: None,
                 },
             )
             .unwrap();

@@ -20,6 +20,7 @@ fn toxic(name: &str, dir: Direction, toxicity: f32, kind: ToxicKind) -> ToxicSna
         toxicity,
         kind,
         schedule: None,
+        clients: None,
     }
 }
 

@@ -492,6 +492,7 @@ fn snapshot() -> ToxicSnapshot {
             .with("latency", 250)
             .with("jitter", 10),
         schedule: None,
+        clients: None,
     }
 }
 
@@ -620,6 +621,7 @@ fn proxy() -> ProxySnapshot {
                 toxicity: 0.3,
                 kind: crate::toxics::kind("bandwidth").with("rate", 100),
                 schedule: None,
+                clients: None,
             },
             snapshot(),
             ToxicSnapshot {
@@ -629,6 +631,7 @@ fn proxy() -> ProxySnapshot {
                 toxicity: 1e-7,
                 kind: crate::toxics::kind("noop"),
                 schedule: None,
+                clients: None,
             },
         ],
     }
@@ -786,6 +789,7 @@ fn typed_json(kind: ToxicKind) -> String {
         toxicity: 1.0,
         kind,
         schedule: None,
+        clients: None,
     })
 }
 
