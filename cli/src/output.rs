@@ -298,14 +298,33 @@ fn toxic_value(toxic: &Toxic) -> Value {
         .attributes()
         .map(|(attr, value)| (attr.name.to_string(), attr_value(value)))
         .collect();
-    json!({
+    let mut value = json!({
         "name": toxic.name,
         "type": toxic.kind.type_name(),
         "stream": toxic.stream,
         // Through its shortest text, so 0.1 stays 0.1 rather than 0.10000000149011612.
         "toxicity": toxic.toxicity.to_string().parse::<f64>().unwrap_or(1.0),
         "attributes": attributes,
-    })
+    });
+    // toxi's own fields, only where set.
+    if let Some(fields) = value.as_object_mut() {
+        if let Some(clients) = &toxic.clients {
+            fields.insert("clients".into(), json!(clients.entries()));
+        }
+        if let Some(s) = &toxic.schedule {
+            let mut schedule = Map::new();
+            schedule.insert("start_after".into(), s.start_after.into());
+            if let Some(d) = s.duration {
+                schedule.insert("duration".into(), d.into());
+            }
+            if let Some(e) = s.every {
+                schedule.insert("every".into(), e.into());
+            }
+            fields.insert("schedule".into(), Value::Object(schedule));
+            fields.insert("active".into(), s.active.into());
+        }
+    }
+    value
 }
 
 /// A proxy for `-o json`: `name`, `listen`, `upstream`, `enabled`, `toxics`.
