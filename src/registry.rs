@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use crate::metrics::Store;
-use crate::model::Direction;
+use crate::model::{Applies, Direction, Protocol};
+use crate::proxy::http::{HttpChain, HttpEntry, HttpLayer};
 use crate::proxy::{addr, Chain, ChainEntry, EngineConfig, InstanceStats, Running};
 
 // The API's view of proxies and toxics is the wire model's; re-exported for callers that
@@ -80,6 +81,9 @@ struct Proxy {
     state: Mutex<ProxyState>,
     /// The published toxic chains per direction; connections subscribe to them.
     chains: Arc<[watch::Sender<Chain>; 2]>,
+    /// `http` proxies: the HTTP toxics of both directions, published to the HTTP layer.
+    protocol: Protocol,
+    http: Arc<HttpLayer>,
     metrics: Arc<Store>,
 }
 
@@ -101,6 +105,11 @@ struct ToxicRecord {
     attr_gen: u64,
     toxicity_gen: u64,
     activations: Arc<AtomicU64>,
+    /// HTTP toxics: requests matched so far across connections (`http_fail_first`);
+    /// replaced by a fresh counter on every update.
+    hits: Arc<AtomicU64>,
+    /// HTTP toxics: `toxi_http_injected_total`.
+    injected: Arc<AtomicU64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -125,6 +134,11 @@ impl Proxy {
                 watch::channel(Chain::default()).0,
                 watch::channel(Chain::default()).0,
             ]),
+            protocol: input.protocol,
+            http: Arc::new(HttpLayer {
+                chain: watch::channel(HttpChain::default()).0,
+                statuses: metrics.http_statuses(&input.name),
+            }),
             metrics: metrics.clone(),
         })
     }
@@ -136,6 +150,7 @@ impl Proxy {
             listen: st.listen.clone(),
             upstream: st.upstream.clone(),
             enabled: st.running.is_some(),
+            protocol: self.protocol,
             toxics: st
                 .toxics
                 .iter()
@@ -158,6 +173,7 @@ impl Proxy {
             &st.listen,
             &upstream,
             self.chains.clone(),
+            (self.protocol == Protocol::Http).then(|| self.http.clone()),
             |bound| {
                 let s = self.metrics.instance(&self.name, bound, &upstream);
                 stats = Some(s.clone());
@@ -189,8 +205,30 @@ impl Proxy {
 
     /// Publishes the chain of one direction to live connections. Never waits.
     fn publish(&self, st: &ProxyState, dir: Direction) {
+        let http_toxic = |t: &&ToxicRecord| t.snapshot.kind.def().applies == Applies::Http;
+        if st.toxics.iter().flatten().any(|t| http_toxic(&t))
+            || !self.http.chain.borrow().is_empty()
+        {
+            let entries = st.toxics.iter().flatten().filter(http_toxic);
+            self.http.chain.send_replace(Arc::new(
+                entries
+                    .map(|t| HttpEntry {
+                        uid: t.uid,
+                        kind: t.snapshot.kind.clone(),
+                        direction: t.snapshot.direction,
+                        injected: t.injected.clone(),
+                        toxicity: t.snapshot.toxicity,
+                        toxicity_gen: t.toxicity_gen,
+                        matcher: t.snapshot.matcher.clone(),
+                        activations: t.activations.clone(),
+                        hits: t.hits.clone(),
+                    })
+                    .collect(),
+            ));
+        }
         let chain: Vec<ChainEntry> = st.toxics[dir.index()]
             .iter()
+            .filter(|t| !http_toxic(t))
             .map(|t| ChainEntry {
                 uid: t.uid,
                 kind: t.snapshot.kind.clone(),
@@ -201,6 +239,23 @@ impl Proxy {
             })
             .collect();
         self.chains[dir.index()].send_replace(Arc::new(chain));
+    }
+
+    /// HTTP toxics need an `http` proxy, and only they take a `match`.
+    fn check_http(&self, toxic: &ToxicSnapshot) -> Result<(), Error> {
+        let http = toxic.kind.def().applies == Applies::Http;
+        if http && self.protocol != Protocol::Http {
+            return Err(Error::BadRequest(format!(
+                "toxic type {} needs a proxy with \"protocol\": \"http\"",
+                toxic.kind.type_name()
+            )));
+        }
+        if !http && toxic.matcher.is_some() {
+            return Err(Error::BadRequest(
+                "match applies only to HTTP toxics (http_*)".to_string(),
+            ));
+        }
+        Ok(())
     }
 
     fn find_toxic(st: &ProxyState, name: &str) -> Option<(usize, usize)> {
@@ -376,7 +431,10 @@ impl Registry {
         let resolved = addr::resolve(&input.listen).map_err(Error::Listen)?;
         {
             let st = lock(&old.state);
-            if resolved.display == st.listen && input.upstream == st.upstream {
+            if resolved.display == st.listen
+                && input.upstream == st.upstream
+                && input.protocol == old.protocol
+            {
                 drop(st);
                 drop(_guard);
                 return Ok(old);
@@ -436,6 +494,7 @@ impl Registry {
             return Err(Error::ToxicExists);
         }
         toxic.kind.validate().map_err(Error::BadRequest)?;
+        proxy.check_http(&toxic)?;
         let dir = toxic.direction;
         let activations =
             self.metrics
@@ -446,6 +505,11 @@ impl Registry {
             attr_gen: 0,
             toxicity_gen: 0,
             activations,
+            hits: Arc::default(),
+            injected: match toxic.kind.def().applies {
+                Applies::Http => self.metrics.http_injected(&proxy.name, &toxic.name),
+                Applies::Any => Arc::default(),
+            },
         });
         proxy.publish(&st, dir);
         tracing::info!(name = %proxy.name, toxic = %toxic.name, r#type = toxic.kind.type_name(),
@@ -475,7 +539,10 @@ impl Registry {
             edited.kind = record.snapshot.kind.clone();
         }
         edited.kind.validate().map_err(Error::BadRequest)?;
+        proxy.check_http(&edited)?;
         let record = &mut st.toxics[d][i];
+        // An update restarts `http_fail_first`'s count.
+        record.hits = Arc::default();
         if edited.kind != record.snapshot.kind {
             record.attr_gen += 1;
         }

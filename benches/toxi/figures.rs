@@ -35,6 +35,7 @@ impl Ctx {
     pub async fn proxy(&self, name: &str, upstream: SocketAddr) -> Res<SocketAddr> {
         let reg = self.registry.clone();
         let input = ProxyInput {
+            protocol: Default::default(),
             name: name.into(),
             listen: "127.0.0.1:0".into(),
             upstream: upstream.to_string(),
@@ -57,6 +58,7 @@ impl Ctx {
             .add_toxic(
                 proxy,
                 ToxicSnapshot {
+                    matcher: None,
                     name: name.into(),
                     stream: dir.as_str().into(),
                     direction: dir,
@@ -423,6 +425,7 @@ pub async fn connrate(ctx: &Ctx) -> Res<Vec<Row>> {
     let by_name = {
         let reg = ctx.registry.clone();
         let input = ProxyInput {
+            protocol: Default::default(),
             name: "bench_oneshot_localhost".into(),
             listen: "127.0.0.1:0".into(),
             upstream: format!("localhost:{}", ctx.up.oneshot.port()),
@@ -801,6 +804,7 @@ fn churn_registry(registry: &Registry, proxy: &str, i: usize) -> [(f64, bool); 2
         _ => toxi::toxics::kind("noop"),
     };
     let toxic = ToxicSnapshot {
+        matcher: None,
         name: "churn".into(),
         stream: "upstream".into(),
         direction: Direction::Upstream,

@@ -370,6 +370,7 @@ async fn toxic_create(ctx: &mut Ctx, proxy: &str) -> Result<Reply, Reply> {
         direction,
         toxicity: request.toxicity.unwrap_or(1.0),
         kind,
+        matcher: request.matcher.clone(),
     };
     let added = registry.add_toxic(proxy, toxic)?;
     Ok(Reply::json(200, json::toxic_json(&added)))

@@ -33,7 +33,8 @@
 use std::fmt;
 
 use crate::model::{
-    AttrDef, AttrType, AttrValue, ProxyInput, ProxySnapshot, ToxicKind, ToxicSnapshot,
+    AttrDef, AttrType, AttrValue, HttpMatch, Protocol, ProxyInput, ProxySnapshot, ToxicKind,
+    ToxicSnapshot,
 };
 
 /// Go's `maxNestingDepth` for the JSON scanner.
@@ -580,6 +581,8 @@ pub struct ProxyFields {
     pub listen: Option<String>,
     pub upstream: Option<String>,
     pub enabled: Option<bool>,
+    /// toxi's own: `"protocol": "tcp" | "http"`.
+    pub protocol: Option<Protocol>,
 }
 
 /// `strukt` is the Go struct name for errors (`Proxy`, or empty for a `/populate` entry).
@@ -603,6 +606,8 @@ fn proxy_object(
             } else {
                 decode_bool(v, &mut out.enabled, strukt, "enabled")?;
             }
+        } else if key_is(key, "protocol") {
+            out.protocol = decode_protocol(v, strukt)?;
         } else if key_is(key, "logger") {
             // The reference's exported `Logger *zerolog.Logger` field: objects are accepted
             // (it has no exported fields), other values are type errors.
@@ -613,6 +618,21 @@ fn proxy_object(
         }
     }
     Ok(out)
+}
+
+/// `"protocol"`: a string, `tcp` or `http` (`null` keeps the default).
+fn decode_protocol(v: &Json, strukt: &str) -> Result<Option<Protocol>, DecodeError> {
+    let mut text = None;
+    decode_string(v, &mut text, strukt, "protocol")?;
+    match text {
+        None => Ok(None),
+        Some(t) => Protocol::parse(&t).map(Some).ok_or_else(|| {
+            DecodeError(format!(
+                "protocol must be \"tcp\" or \"http\", not {}",
+                quote(&t)
+            ))
+        }),
+    }
 }
 
 /// Decodes a POST /proxies or POST|PATCH /proxies/{proxy} body (Go type `toxiproxy.Proxy`).
@@ -654,6 +674,7 @@ impl ProxyFields {
             listen: self.listen.unwrap_or_default(),
             upstream: self.upstream.unwrap_or_default(),
             enabled: self.enabled.unwrap_or(true),
+            protocol: self.protocol.unwrap_or_default(),
         }
     }
 }
@@ -742,6 +763,8 @@ pub struct ToxicCreate {
     pub type_name: Option<String>,
     pub stream: Option<String>,
     pub toxicity: Option<f32>,
+    /// toxi's own: `"match"` (HTTP toxics).
+    pub matcher: Option<HttpMatch>,
     doc: Json,
 }
 
@@ -753,6 +776,7 @@ pub fn decode_toxic_create(body: &[u8]) -> Result<ToxicCreate, DecodeError> {
         type_name: None,
         stream: None,
         toxicity: None,
+        matcher: None,
         doc: Json::Null,
     };
     match &doc {
@@ -770,6 +794,8 @@ pub fn decode_toxic_create(body: &[u8]) -> Result<ToxicCreate, DecodeError> {
                     decode_string(v, &mut out.stream, "ToxicWrapper", "stream")?;
                 } else if key_is(key, "toxicity") {
                     decode_f32(v, &mut out.toxicity, "ToxicWrapper", "toxicity")?;
+                } else if key_is(key, "match") {
+                    decode_match(v, &mut out.matcher)?;
                 } else if key_is(key, "attributes") {
                     match v {
                         Json::Null => toxic_nil = true,
@@ -864,6 +890,8 @@ impl ToxicUpdate {
                 }
             } else if key_is(key, "toxicity") {
                 decode_f32(v, &mut toxicity, "", "toxicity")?;
+            } else if key_is(key, "match") {
+                decode_match(v, &mut toxic.matcher)?;
             }
         }
         if let Some(t) = toxicity {
@@ -871,6 +899,81 @@ impl ToxicUpdate {
         }
         Ok(())
     }
+}
+
+/// `"match": {"method": "POST", "path": "/api/*", "headers": {"x-test": "1"}}`; `null`
+/// (or `{}`) removes the match.
+fn decode_match(v: &Json, out: &mut Option<HttpMatch>) -> Result<(), DecodeError> {
+    let members = match v {
+        Json::Null => {
+            *out = None;
+            return Ok(());
+        }
+        Json::Object(members) => members,
+        other => return Err(field_error(other, "ToxicWrapper", "match", "match")),
+    };
+    let mut m = HttpMatch::default();
+    for (key, v) in members {
+        if key_is(key, "method") {
+            decode_string(v, &mut m.method, "match", "method")?;
+        } else if key_is(key, "path") {
+            decode_string(v, &mut m.path, "match", "path")?;
+        } else if key_is(key, "headers") {
+            match v {
+                Json::Null => {}
+                Json::Object(entries) => {
+                    for (name, value) in entries {
+                        let Json::String(value) = value else {
+                            return Err(field_error(value, "match", "headers", "string"));
+                        };
+                        m.headers.insert(name.clone(), value.clone());
+                    }
+                }
+                other => return Err(field_error(other, "match", "headers", "map[string]string")),
+            }
+        } else {
+            return Err(DecodeError(format!(
+                "match has no field {} (method, path, headers)",
+                quote(key)
+            )));
+        }
+    }
+    m.method = m.method.filter(|s| !s.is_empty());
+    m.path = m.path.filter(|s| !s.is_empty());
+    m.validate().map_err(DecodeError)?;
+    *out = (m != HttpMatch::default()).then_some(m);
+    Ok(())
+}
+
+/// Appends a match object: only the conditions given.
+fn write_match(out: &mut String, m: &HttpMatch) {
+    out.push('{');
+    let mut sep = "";
+    if let Some(method) = &m.method {
+        out.push_str("\"method\":");
+        write_str(out, method);
+        sep = ",";
+    }
+    if let Some(path) = &m.path {
+        out.push_str(sep);
+        out.push_str("\"path\":");
+        write_str(out, path);
+        sep = ",";
+    }
+    if !m.headers.is_empty() {
+        out.push_str(sep);
+        out.push_str("\"headers\":{");
+        for (i, (k, v)) in m.headers.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_str(out, k);
+            out.push(':');
+            write_str(out, v);
+        }
+        out.push('}');
+    }
+    out.push('}');
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1017,6 +1120,10 @@ pub fn write_toxic(out: &mut String, t: &ToxicSnapshot) {
     write_str(out, &t.stream);
     out.push_str(",\"toxicity\":");
     out.push_str(&format_f32(t.toxicity));
+    if let Some(m) = &t.matcher {
+        out.push_str(",\"match\":");
+        write_match(out, m);
+    }
     out.push('}');
 }
 
@@ -1042,6 +1149,10 @@ pub fn write_proxy(out: &mut String, p: &ProxySnapshot) {
     write_str(out, &p.upstream);
     out.push_str(",\"enabled\":");
     out.push_str(if p.enabled { "true" } else { "false" });
+    if !p.protocol.is_tcp() {
+        out.push_str(",\"protocol\":");
+        write_str(out, p.protocol.as_str());
+    }
     out.push_str(",\"Logger\":{},\"toxics\":");
     write_toxics(out, &p.toxics);
     out.push('}');

@@ -1,11 +1,13 @@
 //! Wire types spelled exactly as Toxiproxy spells them, lenient JSON decoding in Go's
 //! `encoding/json` manner, and JSON encoding with Go's escaping and key order.
 
+mod http_match;
 pub mod json;
 mod snapshot;
 mod toxic;
 
-pub use snapshot::{ProxyInput, ProxySnapshot, ToxicSnapshot};
+pub use http_match::{glob_match, HttpMatch};
+pub use snapshot::{Protocol, ProxyInput, ProxySnapshot, ToxicSnapshot};
 pub use toxic::{
     Applies, AttrDef, AttrType, AttrValue, Direction, Lit, Range, Shown, ToxicCheck, ToxicDef,
     ToxicKind,

@@ -92,6 +92,14 @@ pub(crate) async fn serve(
         client = %peer, "Accepted client");
 
     let seed = mix(mix(inst.seed, hash_str(&inst.name)), seq);
+    if let Some(http) = inst.http.clone() {
+        // `protocol: http`: the HTTP layer runs between the two TCP links (proxy/http.rs).
+        super::http::serve(client, upstream, &inst, http, seed, &cancel).await;
+        inst.stats
+            .active
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        return;
+    }
     let link = |dir: Direction, src, dst| Link {
         src,
         dst,

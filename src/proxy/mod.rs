@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) mod addr;
 pub(crate) mod chain;
 mod connection;
+pub(crate) mod http;
 pub(crate) mod link;
 pub(crate) mod pipeline;
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -84,6 +85,8 @@ pub(crate) struct Instance {
     pub held_limit: usize,
     /// The toxic chains, per direction (shared with the proxy, so edits reach connections).
     pub chains: Arc<[watch::Sender<Chain>; 2]>,
+    /// `protocol: http`: the HTTP toxics (`None` for a `tcp` proxy, which parses nothing).
+    pub http: Option<Arc<http::HttpLayer>>,
     pub stats: Arc<InstanceStats>,
     next_seq: AtomicU64,
     /// The upstream's resolved addresses and when they were looked up (hostname upstreams).
@@ -105,6 +108,7 @@ impl Running {
         listen: &str,
         upstream: &str,
         chains: Arc<[watch::Sender<Chain>; 2]>,
+        http: Option<Arc<http::HttpLayer>>,
         stats_for: impl FnOnce(&str) -> Arc<InstanceStats>,
         config: &EngineConfig,
     ) -> Result<(String, Running), String> {
@@ -126,6 +130,7 @@ impl Running {
             dial_timeout: config.dial_timeout,
             held_limit: config.held_limit,
             chains,
+            http,
             stats: stats_for(&bound),
             next_seq: AtomicU64::new(0),
             resolved: std::sync::Mutex::new(None),

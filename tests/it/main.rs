@@ -6,6 +6,7 @@ mod api;
 mod faults;
 mod fuzz;
 mod hostile;
+mod http_proxy;
 mod library;
 mod logging;
 mod metrics;
