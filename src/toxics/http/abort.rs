@@ -15,9 +15,10 @@ pub static DEF: ToxicDef = ToxicDef::new("http_abort", "HttpAbortToxic")
         AttrDef::int_go("status", "int")
             .default(Lit::Int(503))
             .between(100, 599)
+            .unit("status")
             .help("the response status"),
-        AttrDef::string("body").help("the response body"),
-        AttrDef::map("headers").help("response headers, name to value"),
+        AttrDef::string("body").unit("text").help("the response body"),
+        AttrDef::map("headers").unit("object").help("response headers, name to value"),
     ]);
 
 pub fn build(_kind: &ToxicKind, _rng: ToxicRng, _now: Instant) -> Box<dyn Toxic> {

@@ -16,10 +16,12 @@ pub static DEF: ToxicDef = ToxicDef::new("http_fail_first", "HttpFailFirstToxic"
     .attrs(&[
         AttrDef::int("count")
             .at_least(0)
+            .unit("requests")
             .help("how many requests fail (counted across connections; an update restarts it)"),
         AttrDef::int_go("status", "int")
             .default(Lit::Int(503))
             .between(100, 599)
+            .unit("status")
             .help("the response status"),
     ]);
 
