@@ -79,6 +79,10 @@ pub struct Proxy {
     /// Upstream toxics in chain order, then downstream toxics in chain order.
     #[serde(default, deserialize_with = "null_as_default")]
     pub toxics: Vec<Toxic>,
+    /// toxi's own: `http` for a proxy that parses requests; absent (`None`) for a `tcp`
+    /// proxy and from Toxiproxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
 }
 
 /// A toxic as the API returns it.
@@ -98,6 +102,50 @@ pub struct Toxic {
     /// Every attribute of the toxic's type, e.g. `{"latency":250,"jitter":0}`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub attributes: Map<String, Value>,
+    /// toxi's own, for HTTP toxics: which requests the toxic applies to; `None` when it
+    /// applies to every request (and always from Toxiproxy).
+    #[serde(rename = "match", default, skip_serializing_if = "Option::is_none")]
+    pub r#match: Option<Match>,
+}
+
+/// The `match` of an HTTP toxic: every condition given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Match {
+    /// The request method, compared exactly (`POST`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// A glob on the request path (`*`, `?`, `[a-z]`, `[!a]`, `\` escapes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Header name (case-insensitive) to the exact value one of its fields must have.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Match {
+    /// A match on nothing yet (it matches every request until a condition is added).
+    pub fn new() -> Match {
+        Match::default()
+    }
+
+    pub fn method(mut self, method: impl Into<String>) -> Match {
+        self.method = Some(method.into());
+        self
+    }
+
+    pub fn path(mut self, glob: impl Into<String>) -> Match {
+        self.path = Some(glob.into());
+        self
+    }
+
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Match {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
 }
 
 fn one() -> f32 {
@@ -119,6 +167,9 @@ pub struct NewProxy {
     pub listen: String,
     pub upstream: String,
     pub enabled: bool,
+    /// toxi's own: `"http"` parses requests; `None` (not sent) is a `tcp` proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
 }
 
 impl NewProxy {
@@ -133,12 +184,19 @@ impl NewProxy {
             listen: listen.into(),
             upstream: upstream.into(),
             enabled: true,
+            protocol: None,
         }
     }
 
     /// Sets whether the proxy starts enabled (listening).
     pub fn enabled(mut self, enabled: bool) -> NewProxy {
         self.enabled = enabled;
+        self
+    }
+
+    /// Sets the protocol: `"http"` for HTTP toxics (toxi only; Toxiproxy ignores it).
+    pub fn protocol(mut self, protocol: impl Into<String>) -> NewProxy {
+        self.protocol = Some(protocol.into());
         self
     }
 }
@@ -165,6 +223,9 @@ pub struct NewToxic {
     pub stream: Option<String>,
     pub toxicity: f32,
     pub attributes: Map<String, Value>,
+    /// For HTTP toxics: which requests it applies to (not sent when `None`).
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub r#match: Option<Match>,
 }
 
 impl NewToxic {
@@ -177,7 +238,14 @@ impl NewToxic {
             stream: None,
             toxicity: 1.0,
             attributes: Map::new(),
+            r#match: None,
         }
+    }
+
+    /// Applies an HTTP toxic only to the requests `m` matches.
+    pub fn matching(mut self, m: Match) -> NewToxic {
+        self.r#match = Some(m);
+        self
     }
 
     pub fn name(mut self, name: impl Into<String>) -> NewToxic {
@@ -216,6 +284,10 @@ pub struct ToxicUpdate {
     pub attributes: Map<String, Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub toxicity: Option<f32>,
+    /// `Some(Some(m))` replaces an HTTP toxic's match, `Some(None)` sends `null` and removes
+    /// it, `None` keeps it.
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub r#match: Option<Option<Match>>,
 }
 
 impl ToxicUpdate {
@@ -230,6 +302,18 @@ impl ToxicUpdate {
 
     pub fn attribute(mut self, key: impl Into<String>, value: impl Into<Value>) -> ToxicUpdate {
         self.attributes.insert(key.into(), value.into());
+        self
+    }
+
+    /// Replaces the match of an HTTP toxic.
+    pub fn matching(mut self, m: Match) -> ToxicUpdate {
+        self.r#match = Some(Some(m));
+        self
+    }
+
+    /// Removes the match: the toxic applies to every request again.
+    pub fn match_all(mut self) -> ToxicUpdate {
+        self.r#match = Some(None);
         self
     }
 }
@@ -1191,6 +1275,53 @@ mod tests {
             ..ProxyUpdate::default()
         };
         assert_eq!(serde_json::to_string(&p).unwrap(), r#"{"enabled":false}"#);
+    }
+
+    #[test]
+    fn protocol_and_match_are_sent_and_read_only_when_set() {
+        let plain = serde_json::to_string(&NewProxy::new("a", "l", "u")).unwrap();
+        assert_eq!(
+            plain,
+            r#"{"name":"a","listen":"l","upstream":"u","enabled":true}"#
+        );
+        let http = serde_json::to_string(&NewProxy::new("a", "l", "u").protocol("http")).unwrap();
+        assert_eq!(
+            http,
+            r#"{"name":"a","listen":"l","upstream":"u","enabled":true,"protocol":"http"}"#
+        );
+        let t = NewToxic::new("http_abort").toxicity(0.3).matching(
+            Match::new()
+                .method("POST")
+                .path("/api/*")
+                .header("x-a", "1"),
+        );
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"name":"","type":"http_abort","toxicity":0.3,"attributes":{},"match":{"method":"POST","path":"/api/*","headers":{"x-a":"1"}}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ToxicUpdate::new().match_all()).unwrap(),
+            r#"{"attributes":{},"match":null}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ToxicUpdate::new().matching(Match::new().path("/x"))).unwrap(),
+            r#"{"attributes":{},"match":{"path":"/x"}}"#
+        );
+        let p: Proxy = serde_json::from_str(
+            r#"{"name":"a","listen":"l","upstream":"u","enabled":true,"protocol":"http","toxics":[{"name":"x","type":"http_reset","stream":"downstream","toxicity":1,"attributes":{},"match":{"path":"/a"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(p.protocol.as_deref(), Some("http"));
+        assert_eq!(p.toxics[0].r#match, Some(Match::new().path("/a")));
+        // Re-encoding a Toxiproxy proxy adds nothing.
+        let p: Proxy = serde_json::from_str(
+            r#"{"name":"a","listen":"l","upstream":"u","enabled":true,"toxics":[{"name":"x","type":"noop","stream":"downstream","toxicity":1,"attributes":{}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"name":"a","listen":"l","upstream":"u","enabled":true,"toxics":[{"name":"x","type":"noop","stream":"downstream","toxicity":1.0,"attributes":{}}]}"#
+        );
     }
 
     #[tokio::test]
