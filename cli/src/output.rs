@@ -117,9 +117,14 @@ pub fn inspect(proxy: &Proxy, style: Style, prog: &str) -> String {
         return out;
     }
     out.push_str(&format!(
-        "{PURPLE}Name: {NONE}{}\t{BLUE}Listen: {NONE}{}\t{YELLOW}Upstream: {NONE}{}\n",
+        "{PURPLE}Name: {NONE}{}\t{BLUE}Listen: {NONE}{}\t{YELLOW}Upstream: {NONE}{}",
         proxy.name, proxy.listen, proxy.upstream
     ));
+    // toxi's own: only a proxy that is not plain TCP says so.
+    if let Some(protocol) = proxy.protocol.as_deref().filter(|p| *p != "tcp") {
+        out.push_str(&format!("\t{GREEN}Protocol: {NONE}{protocol}"));
+    }
+    out.push('\n');
     out.push_str(NONE);
     out.push_str(&"=".repeat(70));
     out.push('\n');
@@ -169,7 +174,22 @@ fn toxic_row(out: &mut String, toxic: &Toxic, style: Style) {
         out.push('=');
         out.push_str(&go_value(value));
     }
-    out.push_str("\t]\n");
+    out.push_str("\t]");
+    // toxi's own: an HTTP toxic's match, only when it has one.
+    if let Some(m) = &toxic.r#match {
+        out.push_str("\tmatch=[");
+        if let Some(method) = &m.method {
+            out.push_str(&format!("\tmethod={method}"));
+        }
+        if let Some(path) = &m.path {
+            out.push_str(&format!("\tpath={path}"));
+        }
+        for (name, value) in &m.headers {
+            out.push_str(&format!("\theader.{name}={value}"));
+        }
+        out.push_str("\t]");
+    }
+    out.push('\n');
 }
 
 /// `Proxy <name> is now enabled|disabled`, green or red on a terminal.
@@ -370,6 +390,29 @@ mod tests {
             inspect(&off, TTY, "toxiproxy-cli"),
             "\x1b[35mName: \x1b[0moff\t\x1b[34mListen: \x1b[0m127.0.0.1:26603\t\x1b[33mUpstream: \x1b[0mlocalhost:1\n\x1b[0m======================================================================\n\x1b[31mProxy has no toxics enabled.\n\x1b[0m\n\x1b[0mHint: add a toxic with `toxiproxy-cli toxic add`\n"
         );
+    }
+
+    #[test]
+    fn inspect_shows_protocol_and_match_only_when_set() {
+        let p = proxy(
+            r#"{"name":"web","listen":"127.0.0.1:1","upstream":"u:2","enabled":true,"protocol":"http","toxics":[
+            {"attributes":{"status":503,"body":"","headers":{}},"name":"a","type":"http_abort","stream":"downstream","toxicity":0.3,"match":{"method":"POST","path":"/api/*","headers":{"x-test":"1"}}},
+            {"attributes":{"count":1,"status":500},"name":"f","type":"http_fail_first","stream":"downstream","toxicity":1}]}"#,
+        );
+        assert_eq!(
+            inspect(&p, PIPE, "x"),
+            "a\ttype=http_abort\tstream=downstream\ttoxicity=0.30\tattributes=[\tbody=\theaders=map[]\tstatus=503\t]\tmatch=[\tmethod=POST\tpath=/api/*\theader.x-test=1\t]\nf\ttype=http_fail_first\tstream=downstream\ttoxicity=1.00\tattributes=[\tcount=1\tstatus=500\t]\n"
+        );
+        assert!(inspect(&p, TTY, "x").starts_with(
+            "\x1b[35mName: \x1b[0mweb\t\x1b[34mListen: \x1b[0m127.0.0.1:1\t\x1b[33mUpstream: \x1b[0mu:2\t\x1b[32mProtocol: \x1b[0mhttp\n"
+        ));
+        let json = inspect_json(&p);
+        assert!(json.contains("\"protocol\": \"http\""), "{json}");
+        assert!(json.contains("\"path\": \"/api/*\""), "{json}");
+        let tcp = proxy(
+            r#"{"name":"t","listen":"l","upstream":"u","enabled":true,"protocol":"tcp","toxics":[]}"#,
+        );
+        assert!(!inspect(&tcp, TTY, "x").contains("Protocol"));
     }
 
     #[test]
