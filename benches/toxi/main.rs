@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: alloc::Counting = alloc::Counting;
 
-const FIGURES: [&str; 11] = [
+const FIGURES: [&str; 13] = [
     "bulk",
     "bulk8",
     "rtt",
@@ -40,6 +40,8 @@ const FIGURES: [&str; 11] = [
     "latency",
     "bandwidth",
     "api",
+    "http",
+    "http1g",
 ];
 
 #[derive(Debug, Clone)]
@@ -90,7 +92,7 @@ usage: cargo bench --bench toxi -- [options]
   --api-ops N        toxic add+remove pairs per API measurement (default 100)
   --bw-secs X        seconds of data per bandwidth transfer (default 2)
   --only a,b,...     run only these figures: bulk bulk8 rtt rr64k connrate memory alloc
-                     lat100 latency bandwidth api
+                     lat100 latency bandwidth api http http1g
   --strict           exit with status 1 if any target is missed
   --haproxy          also measure HAProxy in TCP mode (as many threads as the proxy
                      runtime) on the same upstreams, alternating with direct and toxi:
@@ -337,6 +339,8 @@ fn main() {
                 "latency" => figures::latency(&ctx).await,
                 "bandwidth" => figures::bandwidth(&ctx).await,
                 "api" => figures::api(&ctx).await,
+                "http" => figures::http(&ctx).await,
+                "http1g" => figures::http1g(&ctx).await,
                 _ => unreachable!(),
             };
             eprintln!("{:.1} s", t0.elapsed().as_secs_f64());
