@@ -833,33 +833,15 @@ fn http_protocol_and_match() {
     // `--protocol` is toxi's own: accepted, and absent from the reference's help page.
     let help = server.cli(&["create", "--help"]).run();
     assert!(!help.stdout.contains("protocol"), "{}", help.stdout);
+    let create = |protocol: &str, name: &str| {
+        let args = ["create", "-l", "127.0.0.1:0", "-u", "x:1", protocol, name];
+        server.cli(&args).run()
+    };
     assert_eq!(
-        server
-            .cli(&[
-                "create",
-                "-l",
-                "127.0.0.1:0",
-                "-u",
-                "x:1",
-                "--protocol",
-                "http",
-                "web"
-            ])
-            .run()
-            .ok(),
+        create("--protocol=http", "web").ok(),
         "Created new proxy web\n"
     );
-    let bad = server
-        .cli(&[
-            "create",
-            "-l",
-            "127.0.0.1:0",
-            "-u",
-            "x:1",
-            "--protocol=udp",
-            "u",
-        ])
-        .run();
+    let bad = create("--protocol=udp", "u");
     assert_eq!(bad.code, 1, "{bad:?}");
     assert!(bad.stderr.contains("protocol"), "{}", bad.stderr);
     let client = Client::new(server.url());
@@ -916,19 +898,7 @@ fn http_protocol_and_match() {
         .contains("match="));
 
     // A tcp proxy shows no protocol.
-    server
-        .cli(&[
-            "create",
-            "-l",
-            "127.0.0.1:0",
-            "-u",
-            "x:1",
-            "--protocol",
-            "tcp",
-            "t",
-        ])
-        .run()
-        .ok();
+    create("--protocol=tcp", "t").ok();
     let tty = server.cli(&["inspect", "t"]).run_tty(false);
     assert!(!tty.stdout.contains("Protocol"), "{}", tty.stdout);
 }

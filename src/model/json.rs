@@ -962,22 +962,28 @@ fn write_match(out: &mut String, m: &HttpMatch) {
     }
     if !m.headers.is_empty() {
         out.push_str(sep);
-        out.push_str("\"headers\":{");
-        for (i, (k, v)) in m.headers.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            write_str(out, k);
-            out.push(':');
-            write_str(out, v);
-        }
-        out.push('}');
+        out.push_str("\"headers\":");
+        write_str_map(out, &m.headers);
     }
     out.push('}');
 }
 
 // ------------------------------------------------------------------------------------------
 // Encoding
+
+/// Appends a JSON object of string values, in the map's order.
+fn write_str_map<'a>(out: &mut String, map: impl IntoIterator<Item = (&'a String, &'a String)>) {
+    out.push('{');
+    for (i, (k, v)) in map.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(out, k);
+        out.push(':');
+        write_str(out, v);
+    }
+    out.push('}');
+}
 
 /// Appends `s` as a JSON string literal, escaped as Go's `encoding/json` does with HTML
 /// escaping on.
@@ -1086,18 +1092,7 @@ fn write_attr_value(out: &mut String, value: &AttrValue) {
         AttrValue::Int(n) => out.push_str(&n.to_string()),
         AttrValue::Float(f) => out.push_str(&format_f64(*f)),
         AttrValue::Str(s) => write_str(out, s),
-        AttrValue::Map(map) => {
-            out.push('{');
-            for (i, (k, v)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_str(out, k);
-                out.push(':');
-                write_str(out, v);
-            }
-            out.push('}');
-        }
+        AttrValue::Map(map) => write_str_map(out, map),
     }
 }
 

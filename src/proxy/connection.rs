@@ -100,16 +100,7 @@ pub(crate) async fn serve(
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         return;
     }
-    let link = |dir: Direction, src, dst| Link {
-        src,
-        dst,
-        chain: inst.chains[dir.index()].subscribe(),
-        watching: true,
-        cancel: &cancel,
-        seed: mix(seed, dir.index() as u64 + 1),
-        counters: &inst.stats.directions[dir.index()],
-        held_limit: inst.held_limit,
-    };
+    let link = |dir: Direction, src, dst| Link::of(&inst, dir, src, dst, &cancel, seed);
     let up = link(Direction::Upstream, &client, &upstream);
     let down = link(Direction::Downstream, &upstream, &client);
     let (a, b) = tokio::join!(up.run(), down.run());

@@ -101,16 +101,7 @@ pub(crate) async fn serve(
             return;
         }
     };
-    let link = |dir: Direction, src, dst| Link {
-        src,
-        dst,
-        chain: inst.chains[dir.index()].subscribe(),
-        watching: true,
-        cancel,
-        seed: mix(seed, dir.index() as u64 + 1),
-        counters: &inst.stats.directions[dir.index()],
-        held_limit: inst.held_limit,
-    };
+    let link = |dir: Direction, src, dst| Link::of(inst, dir, src, dst, cancel, seed);
     let up = link(Direction::Upstream, &client, &near);
     let down = link(Direction::Downstream, &near, &client);
     let down = async {

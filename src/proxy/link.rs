@@ -71,6 +71,27 @@ pub(crate) struct Link<'a> {
 }
 
 impl<'a> Link<'a> {
+    /// The `dir` link of one connection of `inst` (`seed`: the connection's seed).
+    pub(crate) fn of(
+        inst: &'a super::Instance,
+        dir: crate::model::Direction,
+        src: &'a TcpStream,
+        dst: &'a TcpStream,
+        cancel: &'a CancellationToken,
+        seed: u64,
+    ) -> Link<'a> {
+        Link {
+            src,
+            dst,
+            chain: inst.chains[dir.index()].subscribe(),
+            watching: true,
+            cancel,
+            seed: super::chain::mix(seed, dir.index() as u64 + 1),
+            counters: &inst.stats.directions[dir.index()],
+            held_limit: inst.held_limit,
+        }
+    }
+
     pub(crate) async fn run(mut self) -> LinkEnd {
         loop {
             let has_toxics = !self.chain.borrow_and_update().is_empty();

@@ -478,8 +478,10 @@ async fn http_latency_and_tcp_toxics_underneath() {
     assert_eq!(s, 200, "{r}");
     let t = Instant::now();
     assert_eq!(c.get("/fast").await.status, 200);
+    // Slack: long toxic waits wake up to TIMER_SLACK (1 ms) early by design; without the
+    // toxic the reply takes a millisecond or two.
     assert!(
-        t.elapsed() >= Duration::from_millis(250),
+        t.elapsed() >= Duration::from_millis(240),
         "{:?}",
         t.elapsed()
     );
