@@ -7,7 +7,9 @@
 //!
 //! The client's socket keeps its two [`Link`]s, unchanged, so every TCP toxic works on the
 //! bytes underneath; their far end is one side of a local stream socket pair instead of
-//! the upstream socket. On the other side, hyper parses the client's HTTP/1.1 requests
+//! the upstream socket. While the proxy has no TCP toxics there are no links: hyper reads
+//! and writes the client's socket itself ([`ClientIo`]), and the first TCP toxic (at
+//! accept or later) moves the connection onto the pair for good. On the other side, hyper parses the client's HTTP/1.1 requests
 //! and forwards them, one at a time in arrival order, over this client's own upstream
 //! connection (keep-alive and pipelining are kept; hyper's server answers pipelined
 //! requests in order). Bodies are streamed frame by frame in both directions, never
@@ -19,8 +21,10 @@
 //! toxicity roll (derived from the server seed, proxy, connection, request index and
 //! toxic uid) passes; see [`crate::toxics::http::effect`].
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,6 +32,7 @@ use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -101,14 +106,43 @@ pub(crate) async fn serve(
             return;
         }
     };
+    let client = Arc::new(client);
+    let switch = Arc::new(Switch::default());
+    if !no_tcp_toxics(inst) {
+        switch.piped.store(true, Ordering::Release);
+    }
+    let io = ClientIo {
+        client: client.clone(),
+        far,
+        switch: switch.clone(),
+        inst: inst.clone(),
+    };
     let link = |dir: Direction, src, dst| Link::of(inst, dir, src, dst, cancel, seed);
-    let up = link(Direction::Upstream, &client, &near);
-    let down = link(Direction::Downstream, &near, &client);
-    let down = async {
-        let end = down.run().await;
-        // The HTTP layer is done and its last byte is out: the connection ends.
-        cancel.cancel();
-        end
+    // While the proxy has no TCP toxics hyper works on the client's socket itself; once it
+    // has (now or later), the two links run between that socket and the pair.
+    let links = async {
+        let mut chains = [inst.chains[0].subscribe(), inst.chains[1].subscribe()];
+        while !switch.piped.load(Ordering::Acquire) {
+            let [c0, c1] = &mut chains;
+            tokio::select! {
+                _ = cancel.cancelled() => return (LinkEnd::Cancelled, LinkEnd::Cancelled),
+                _ = switch.notify.notified() => {}
+                _ = c0.changed() => {}
+                _ = c1.changed() => {}
+            }
+            if !no_tcp_toxics(inst) {
+                switch.to_pipe();
+            }
+        }
+        let up = link(Direction::Upstream, &client, &near);
+        let down = link(Direction::Downstream, &near, &client);
+        let down = async {
+            let end = down.run().await;
+            // The HTTP layer is done and its last byte is out: the connection ends.
+            cancel.cancel();
+            end
+        };
+        tokio::join!(up.run(), down)
     };
     // The handshake only wraps the socket; nothing is sent until the first request.
     let handshake = hyper::client::conn::http1::Builder::new()
@@ -130,7 +164,12 @@ pub(crate) async fn serve(
         tunnel: Mutex::new(None),
     });
     let layer = async {
-        run_layer(far, up_conn, conn.clone()).await;
+        run_layer(io, up_conn, conn.clone()).await;
+        if !switch.piped.load(Ordering::Acquire) {
+            // No links: hyper has written its last byte to the client itself.
+            cancel.cancel();
+            return;
+        }
         // hyper has closed its side; `keep` holds the socket open (closing a socket with
         // unread bytes would reset its peer and lose the last response) while the
         // downstream link delivers what is left, then sees end of stream.
@@ -138,12 +177,154 @@ pub(crate) async fn serve(
         cancel.cancelled().await;
         drop(keep);
     };
-    let (a, b, ()) = tokio::join!(up.run(), down, layer);
+    let ((a, b), ()) = tokio::join!(links, layer);
     if conn.reset.load(Ordering::Relaxed) || [a, b].contains(&LinkEnd::Teardown(CloseKind::Reset)) {
         let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
     }
     tracing::debug!(name = %inst.name, listen = %inst.listen, upstream = %inst.upstream,
         upstream_end = ?a, downstream_end = ?b, "Closed client");
+}
+
+fn no_tcp_toxics(inst: &Instance) -> bool {
+    inst.chains.iter().all(|c| c.borrow().is_empty())
+}
+
+/// Whether an `http` connection has left the client's socket for the socket pair.
+#[derive(Default)]
+struct Switch {
+    piped: AtomicBool,
+    /// A direct read and a direct write waiting on the client socket.
+    wakers: Mutex<[Option<Waker>; 2]>,
+    /// Tells the connection to start its links.
+    notify: tokio::sync::Notify,
+}
+
+impl Switch {
+    fn to_pipe(&self) {
+        self.piped.store(true, Ordering::Release);
+        self.notify.notify_one();
+        let wakers = std::mem::take(&mut *self.wakers.lock().unwrap_or_else(|e| e.into_inner()));
+        wakers.into_iter().flatten().for_each(Waker::wake);
+    }
+
+    fn park(&self, i: usize, cx: &Context<'_>) {
+        self.wakers.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(cx.waker().clone());
+    }
+}
+
+/// The client side hyper serves: the client's socket itself while the proxy has no TCP
+/// toxics (one hop less per request), the far end of the socket pair from the first TCP
+/// toxic on (for good: bytes hyper already read or wrote directly are simply not seen by
+/// toxics that came later, as with a link that picks up a new chain).
+struct ClientIo {
+    client: Arc<TcpStream>,
+    far: tokio::net::UnixStream,
+    switch: Arc<Switch>,
+    inst: Arc<Instance>,
+}
+
+impl ClientIo {
+    /// Whether to use the client socket now; switches to the pair when a TCP toxic appeared.
+    fn direct(&self) -> bool {
+        if self.switch.piped.load(Ordering::Acquire) {
+            return false;
+        }
+        if no_tcp_toxics(&self.inst) {
+            return true;
+        }
+        self.switch.to_pipe();
+        false
+    }
+
+    fn count(&self, dir: Direction, n: usize) {
+        let c = &self.inst.stats.directions[dir.index()];
+        c.received.fetch_add(n as u64, Ordering::Relaxed);
+        c.sent.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if !this.direct() {
+                return Pin::new(&mut this.far).poll_read(cx, buf);
+            }
+            match this.client.poll_read_ready(cx) {
+                Poll::Pending => {
+                    this.switch.park(0, cx);
+                    if this.switch.piped.load(Ordering::Acquire) {
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => match this.client.try_read(buf.initialize_unfilled()) {
+                    Ok(n) => {
+                        buf.advance(n);
+                        this.count(Direction::Upstream, n);
+                        return Poll::Ready(Ok(()));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                },
+            }
+        }
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            if !this.direct() {
+                return Pin::new(&mut this.far).poll_write(cx, data);
+            }
+            match this.client.poll_write_ready(cx) {
+                Poll::Pending => {
+                    this.switch.park(1, cx);
+                    if this.switch.piped.load(Ordering::Acquire) {
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => match this.client.try_write(data) {
+                    Ok(n) => {
+                        this.count(Direction::Downstream, n);
+                        return Poll::Ready(Ok(n));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                },
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.switch.piped.load(Ordering::Acquire) {
+            return Pin::new(&mut this.far).poll_flush(cx);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.switch.piped.load(Ordering::Acquire) {
+            return Pin::new(&mut this.far).poll_shutdown(cx);
+        }
+        let _ = socket2::SockRef::from(&*this.client).shutdown(std::net::Shutdown::Write);
+        Poll::Ready(Ok(()))
+    }
 }
 
 /// A connected pair of local stream sockets: the link side (driven by [`Link`], which
@@ -171,7 +352,7 @@ fn socket_pair() -> std::io::Result<Pair> {
 /// Runs hyper on the far side of the socket pair and on the upstream socket until the
 /// client side is done (or the connection is cancelled), then any upgraded tunnel.
 async fn run_layer(
-    far: tokio::net::UnixStream,
+    far: ClientIo,
     up_conn: hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Incoming>,
     conn: Arc<Conn>,
 ) {
