@@ -601,3 +601,35 @@ async fn large_bodies_stream_both_ways_in_bounded_memory() {
     let growth = peak.saturating_sub(before);
     assert!(growth < 96 << 20, "RSS grew by {} MiB", growth >> 20);
 }
+
+#[tokio::test]
+async fn a_tcp_toxic_mid_connection_keeps_pipelined_order() {
+    let server = server().await;
+    let (up, _) = http_upstream().await;
+    let listen = http_proxy(&server, "sw", up).await;
+    let mut c = Client::connect(&listen).await;
+    // Served on the client's socket itself (no TCP toxics yet).
+    assert_eq!(body(&c.get("/a").await), "GET /a #0");
+    // Pipelined requests in flight while a slicer (downstream) and a noop (upstream)
+    // arrive: the connection moves onto its links without losing or reordering a byte.
+    let mut burst = String::new();
+    for i in 0..20 {
+        burst.push_str(&format!("GET /p{i} HTTP/1.1\r\nHost: t\r\n\r\n"));
+    }
+    let (half, rest) = burst.split_at(burst.len() / 2);
+    c.send(half).await;
+    let (s, r) = add_toxic(
+        &server,
+        "sw",
+        r#"{"type":"slicer","stream":"downstream","attributes":{"average_size":3,"size_variation":1,"delay":0}}"#,
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    let (s, r) = add_toxic(&server, "sw", r#"{"type":"noop","stream":"upstream"}"#).await;
+    assert_eq!(s, 200, "{r}");
+    c.send(rest).await;
+    for i in 0..20 {
+        assert_eq!(body(&c.reply().await), format!("GET /p{i} #{}", i + 1));
+    }
+    assert_eq!(body(&c.get("/z").await), "GET /z #21");
+}
