@@ -67,6 +67,54 @@ pub const TOKEN_ENV: &str = "TOXI_API_TOKEN";
 // Wire types
 // ---------------------------------------------------------------------------------------
 
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The `match` of an HTTP toxic, as sent: every condition given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Match {
+    /// The request method, compared exactly (`POST`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// A glob on the request path (`*`, `?`, `[a-z]`, `[!a]`, `\` escapes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Header name (case-insensitive) to the exact value one of its fields must have.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Match {
+    /// A match on nothing yet (it matches every request until a condition is added).
+    pub fn new() -> Match {
+        Match::default()
+    }
+
+    pub fn method(mut self, method: impl Into<String>) -> Match {
+        self.method = Some(method.into());
+        self
+    }
+
+    pub fn path(mut self, glob: impl Into<String>) -> Match {
+        self.path = Some(glob.into());
+        self
+    }
+
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Match {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+}
+
 /// The body of `POST /proxies` and one entry of `POST /populate`: the server's
 /// [`ProxyInput`](crate::model::ProxyInput) plus, for `/populate`, the toxics the proxy
 /// should end up with.
@@ -80,6 +128,9 @@ pub struct NewProxy {
     /// them as they are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub toxics: Option<Vec<NewToxic>>,
+    /// toxi's own: `"http"` parses requests; `None` (not sent) is a `tcp` proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
 }
 
 impl NewProxy {
@@ -95,6 +146,7 @@ impl NewProxy {
             upstream: upstream.into(),
             enabled: true,
             toxics: None,
+            protocol: None,
         }
     }
 
@@ -107,6 +159,12 @@ impl NewProxy {
     /// For `/populate`: the proxy's toxics become exactly `toxics`.
     pub fn toxics(mut self, toxics: Vec<NewToxic>) -> NewProxy {
         self.toxics = Some(toxics);
+        self
+    }
+
+    /// Sets the protocol: `"http"` for HTTP toxics (toxi only; Toxiproxy ignores it).
+    pub fn protocol(mut self, protocol: impl Into<String>) -> NewProxy {
+        self.protocol = Some(protocol.into());
         self
     }
 }
@@ -159,6 +217,9 @@ pub struct NewToxic {
     /// toxi's own: when the toxic acts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
+    /// For HTTP toxics: which requests it applies to (not sent when `None`).
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub r#match: Option<Match>,
 }
 
 impl NewToxic {
@@ -172,12 +233,19 @@ impl NewToxic {
             toxicity: 1.0,
             attributes: Map::new(),
             schedule: None,
+            r#match: None,
         }
     }
 
     /// Sets the toxic's schedule.
     pub fn schedule(mut self, schedule: Schedule) -> NewToxic {
         self.schedule = Some(schedule);
+        self
+    }
+
+    /// Applies an HTTP toxic only to the requests `m` matches.
+    pub fn matching(mut self, m: Match) -> NewToxic {
+        self.r#match = Some(m);
         self
     }
 
@@ -221,6 +289,10 @@ pub struct ToxicUpdate {
     /// clears it (sent as `null`), `None` keeps it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Option<Schedule>>,
+    /// `Some(Some(m))` replaces an HTTP toxic's match, `Some(None)` sends `null` and removes
+    /// it, `None` keeps it.
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub r#match: Option<Option<Match>>,
 }
 
 impl ToxicUpdate {
@@ -235,6 +307,18 @@ impl ToxicUpdate {
 
     pub fn attribute(mut self, key: impl Into<String>, value: impl Into<Value>) -> ToxicUpdate {
         self.attributes.insert(key.into(), value.into());
+        self
+    }
+
+    /// Replaces the match of an HTTP toxic.
+    pub fn matching(mut self, m: Match) -> ToxicUpdate {
+        self.r#match = Some(Some(m));
+        self
+    }
+
+    /// Removes the match: the toxic applies to every request again.
+    pub fn match_all(mut self) -> ToxicUpdate {
+        self.r#match = Some(None);
         self
     }
 }
@@ -1074,6 +1158,54 @@ mod tests {
             ..ProxyUpdate::default()
         };
         assert_eq!(serde_json::to_string(&p).unwrap(), r#"{"enabled":false}"#);
+    }
+
+    #[test]
+    fn protocol_and_match_are_sent_and_read_only_when_set() {
+        let plain = serde_json::to_string(&NewProxy::new("a", "l", "u")).unwrap();
+        assert_eq!(
+            plain,
+            r#"{"name":"a","listen":"l","upstream":"u","enabled":true}"#
+        );
+        let http = serde_json::to_string(&NewProxy::new("a", "l", "u").protocol("http")).unwrap();
+        assert_eq!(
+            http,
+            r#"{"name":"a","listen":"l","upstream":"u","enabled":true,"protocol":"http"}"#
+        );
+        let t = NewToxic::new("http_abort").toxicity(0.3).matching(
+            Match::new()
+                .method("POST")
+                .path("/api/*")
+                .header("x-a", "1"),
+        );
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"name":"","type":"http_abort","toxicity":0.3,"attributes":{},"match":{"method":"POST","path":"/api/*","headers":{"x-a":"1"}}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ToxicUpdate::new().match_all()).unwrap(),
+            r#"{"attributes":{},"match":null}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ToxicUpdate::new().matching(Match::new().path("/x"))).unwrap(),
+            r#"{"attributes":{},"match":{"path":"/x"}}"#
+        );
+        let p = json::decode_proxy_response(
+            br#"{"name":"a","listen":"l","upstream":"u","enabled":true,"protocol":"http","toxics":[{"name":"x","type":"http_reset","stream":"downstream","toxicity":1,"attributes":{},"match":{"path":"/a"}}]}"#,
+            toxics::def,
+        )
+        .unwrap();
+        assert_eq!(p.protocol, crate::model::Protocol::Http);
+        assert_eq!(
+            p.toxics[0].matcher.as_ref().and_then(|m| m.path.as_deref()),
+            Some("/a")
+        );
+        // Re-encoding a Toxiproxy proxy adds nothing.
+        let toxiproxy = r#"{"name":"a","listen":"l","upstream":"u","enabled":true,"toxics":[{"name":"x","type":"noop","stream":"downstream","toxicity":1,"attributes":{}}]}"#;
+        let p = json::decode_proxy_response(toxiproxy.as_bytes(), toxics::def).unwrap();
+        assert_eq!(p.protocol, crate::model::Protocol::Tcp);
+        assert!(!json::proxy_json(&p).contains("protocol"));
+        assert!(!json::proxy_json(&p).contains("match"));
     }
 
     #[tokio::test]

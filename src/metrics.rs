@@ -117,6 +117,35 @@ pub struct Store {
     /// Config-file reloads (`-config-watch`): applied, refused; shown once watching.
     config_reloads: [AtomicU64; 2],
     config_watched: std::sync::atomic::AtomicBool,
+    /// `http` proxies: responses per status, and requests each HTTP toxic answered.
+    http_statuses: Mutex<BTreeMap<String, Arc<StatusCounts>>>,
+    http_injected: Mutex<BTreeMap<(String, String), Arc<AtomicU64>>>,
+}
+
+/// Responses to clients of one `http` proxy, per status (100 to 599).
+#[derive(Debug)]
+pub struct StatusCounts([AtomicU64; 500]);
+
+impl Default for StatusCounts {
+    fn default() -> Self {
+        StatusCounts(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl StatusCounts {
+    pub fn count(&self, status: u16) {
+        if let Some(c) = self.0.get(usize::from(status).wrapping_sub(100)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Every status seen, with its count.
+    pub fn seen(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.0.iter().enumerate().filter_map(|(i, c)| {
+            let n = c.load(Ordering::Relaxed);
+            (n > 0).then_some((i as u16 + 100, n))
+        })
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -182,6 +211,22 @@ impl Store {
             })
         });
         series.activations.clone()
+    }
+
+    /// `toxi_http_requests_total` of a proxy, created at zero on first use.
+    pub fn http_statuses(&self, proxy: &str) -> Arc<StatusCounts> {
+        lock(&self.http_statuses)
+            .entry(proxy.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// `toxi_http_injected_total` of an HTTP toxic, created at zero on first use.
+    pub fn http_injected(&self, proxy: &str, toxic: &str) -> Arc<AtomicU64> {
+        lock(&self.http_injected)
+            .entry((proxy.to_string(), toxic.to_string()))
+            .or_default()
+            .clone()
     }
 
     /// Every proxy series, in label order. Holds the lock only to copy the `Arc`s.
@@ -375,6 +420,19 @@ const CONFIG_RELOADS: Spec = Spec {
     labels: &["result"],
 };
 
+const HTTP_REQUESTS: Spec = Spec {
+    name: "toxi_http_requests_total",
+    help: "Responses to clients of http proxies, by status (from the upstream or a toxic).",
+    kind: Kind::Counter,
+    labels: &["proxy", "status"],
+};
+const HTTP_INJECTED: Spec = Spec {
+    name: "toxi_http_injected_total",
+    help: "Requests an HTTP toxic acted on (aborted, delayed, failed or reset).",
+    kind: Kind::Counter,
+    labels: &["proxy", "toxic"],
+};
+
 /// The `-proxy-metrics` families, read from the [`Store`] at each scrape.
 struct ProxyCollector {
     store: Arc<Store>,
@@ -383,10 +441,18 @@ struct ProxyCollector {
 
 impl ProxyCollector {
     fn new(store: Arc<Store>) -> ProxyCollector {
-        let descs = [&RECEIVED, &SENT, &ACTIVE, &ACTIVATIONS, &CONFIG_RELOADS]
-            .iter()
-            .filter_map(|s| s.desc())
-            .collect();
+        let descs = [
+            &RECEIVED,
+            &SENT,
+            &ACTIVE,
+            &ACTIVATIONS,
+            &CONFIG_RELOADS,
+            &HTTP_REQUESTS,
+            &HTTP_INJECTED,
+        ]
+        .iter()
+        .filter_map(|s| s.desc())
+        .collect();
         ProxyCollector { store, descs }
     }
 }
@@ -432,12 +498,38 @@ impl Collector for ProxyCollector {
             reloads.push((vec!["error"], error as f64));
             reloads.push((vec!["ok"], ok as f64));
         }
+        let statuses: Vec<(String, Vec<(String, u64)>)> = lock(&self.store.http_statuses)
+            .iter()
+            .map(|(p, c)| {
+                (
+                    p.clone(),
+                    c.seen().map(|(s, n)| (s.to_string(), n)).collect(),
+                )
+            })
+            .collect();
+        let requests: Vec<Row<'_>> = statuses
+            .iter()
+            .flat_map(|(p, rows)| {
+                rows.iter()
+                    .map(move |(s, n)| (vec![&p[..], &s[..]], *n as f64))
+            })
+            .collect();
+        let injected_rows: Vec<((String, String), u64)> = lock(&self.store.http_injected)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+            .collect();
+        let injected: Vec<Row<'_>> = injected_rows
+            .iter()
+            .map(|((p, t), n)| (vec![&p[..], &t[..]], *n as f64))
+            .collect();
         [
             RECEIVED.family(&received),
             SENT.family(&sent),
             ACTIVE.family(&active),
             ACTIVATIONS.family(&activations),
             CONFIG_RELOADS.family(&reloads),
+            HTTP_REQUESTS.family(&requests),
+            HTTP_INJECTED.family(&injected),
         ]
         .into_iter()
         .flatten()

@@ -17,7 +17,8 @@ use crate::events::{Bus, Kind, Value};
 use crate::metrics::Store;
 use crate::model::json::{self, ToxicCreate};
 use crate::model::schedule::Phase;
-use crate::model::{Direction, Schedule, ToxicKind};
+use crate::model::{Applies, Direction, Protocol, Schedule, ToxicKind};
+use crate::proxy::http::{HttpChain, HttpEntry, HttpLayer};
 use crate::proxy::{
     addr, Chain, ChainEntry, Conn, ConnTable, EngineConfig, InstanceStats, Running,
 };
@@ -101,6 +102,9 @@ struct Proxy {
     state: Mutex<ProxyState>,
     /// The published toxic chains per direction; connections subscribe to them.
     chains: Arc<[watch::Sender<Chain>; 2]>,
+    /// `http` proxies: the HTTP toxics of both directions, published to the HTTP layer.
+    protocol: Protocol,
+    http: Arc<HttpLayer>,
     metrics: Arc<Store>,
     /// Open connections, across restarts.
     conns: Arc<ConnTable>,
@@ -130,6 +134,11 @@ struct ToxicRecord {
     origin: Instant,
     /// Shared by every connection's stage of this toxic.
     shared: Arc<crate::toxics::SharedRate>,
+    /// HTTP toxics: requests matched so far across connections (`http_fail_first`);
+    /// replaced by a fresh counter on every update.
+    hits: Arc<AtomicU64>,
+    /// HTTP toxics: `toxi_http_injected_total`.
+    injected: Arc<AtomicU64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -154,6 +163,11 @@ impl Proxy {
                 watch::channel(Chain::default()).0,
                 watch::channel(Chain::default()).0,
             ]),
+            protocol: input.protocol,
+            http: Arc::new(HttpLayer {
+                chain: watch::channel(HttpChain::default()).0,
+                statuses: metrics.http_statuses(&input.name),
+            }),
             metrics: metrics.clone(),
             conns: Arc::new(ConnTable::new(&input.name, events.clone())),
             from_file: false,
@@ -167,6 +181,7 @@ impl Proxy {
             listen: st.listen.clone(),
             upstream: st.upstream.clone(),
             enabled: st.running.is_some(),
+            protocol: self.protocol,
             toxics: st
                 .toxics
                 .iter()
@@ -196,6 +211,7 @@ impl Proxy {
             &resolved,
             &upstream,
             self.chains.clone(),
+            (self.protocol == Protocol::Http).then(|| self.http.clone()),
             |bound| {
                 let s = self.metrics.instance(&self.name, bound, &upstream);
                 stats = Some(s.clone());
@@ -229,8 +245,30 @@ impl Proxy {
 
     /// Publishes the chain of one direction to live connections. Never waits.
     fn publish(&self, st: &ProxyState, dir: Direction) {
+        let http_toxic = |t: &&ToxicRecord| t.snapshot.kind.def().applies == Applies::Http;
+        if st.toxics.iter().flatten().any(|t| http_toxic(&t))
+            || !self.http.chain.borrow().is_empty()
+        {
+            let entries = st.toxics.iter().flatten().filter(http_toxic);
+            self.http.chain.send_replace(Arc::new(
+                entries
+                    .map(|t| HttpEntry {
+                        uid: t.uid,
+                        kind: t.snapshot.kind.clone(),
+                        direction: t.snapshot.direction,
+                        injected: t.injected.clone(),
+                        toxicity: t.snapshot.toxicity,
+                        toxicity_gen: t.toxicity_gen,
+                        matcher: t.snapshot.matcher.clone(),
+                        activations: t.activations.clone(),
+                        hits: t.hits.clone(),
+                    })
+                    .collect(),
+            ));
+        }
         let chain: Vec<ChainEntry> = st.toxics[dir.index()]
             .iter()
+            .filter(|t| !http_toxic(t))
             .map(|t| ChainEntry {
                 uid: t.uid,
                 kind: t.snapshot.kind.clone(),
@@ -244,6 +282,23 @@ impl Proxy {
             })
             .collect();
         self.chains[dir.index()].send_replace(Arc::new(chain));
+    }
+
+    /// HTTP toxics need an `http` proxy, and only they take a `match`.
+    fn check_http(&self, toxic: &ToxicSnapshot) -> Result<(), Error> {
+        let http = toxic.kind.def().applies == Applies::Http;
+        if http && self.protocol != Protocol::Http {
+            return Err(Error::BadRequest(format!(
+                "toxic type {} needs a proxy with \"protocol\": \"http\"",
+                toxic.kind.type_name()
+            )));
+        }
+        if !http && toxic.matcher.is_some() {
+            return Err(Error::BadRequest(
+                "match applies only to HTTP toxics (http_*)".to_string(),
+            ));
+        }
+        Ok(())
     }
 
     fn find_toxic(st: &ProxyState, name: &str) -> Option<(usize, usize)> {
@@ -561,7 +616,9 @@ impl Registry {
             .map_err(Error::Listen)?;
         let kept_running = {
             let st = lock(&old.state);
-            (resolved.display == st.listen && input.upstream == st.upstream)
+            (resolved.display == st.listen
+                && input.upstream == st.upstream
+                && input.protocol == old.protocol)
                 .then_some(st.running.is_some())
         };
         if let Some(running) = kept_running {
@@ -637,6 +694,7 @@ impl Registry {
             return Err(Error::ToxicExists);
         }
         toxic.kind.validate().map_err(Error::BadRequest)?;
+        proxy.check_http(&toxic)?;
         let record = self.record(&proxy.name, toxic)?;
         let toxic = record.snapshot.clone();
         let dir = toxic.direction;
@@ -683,6 +741,7 @@ impl Registry {
             edited.kind = record.snapshot.kind.clone();
         }
         edited.kind.validate().map_err(Error::BadRequest)?;
+        proxy.check_http(&edited)?;
         let now = Instant::now();
         if let Some(schedule) = schedule {
             edited.schedule = schedule;
@@ -691,6 +750,8 @@ impl Registry {
             self.schedule_wake.notify_one();
         }
         let record = &mut st.toxics[d][i];
+        // An update restarts `http_fail_first`'s count.
+        record.hits = Arc::default();
         if edited.kind != record.snapshot.kind {
             record.attr_gen += 1;
         }
@@ -828,6 +889,10 @@ impl Registry {
             toxic.kind.type_name(),
             toxic.direction,
         );
+        let injected = match toxic.kind.def().applies {
+            Applies::Http => self.metrics.http_injected(proxy, &toxic.name),
+            Applies::Any => Arc::default(),
+        };
         Ok(ToxicRecord {
             snapshot: toxic,
             uid: self.next_uid.fetch_add(1, Ordering::Relaxed),
@@ -836,6 +901,8 @@ impl Registry {
             activations,
             origin: now,
             shared: Arc::default(),
+            hits: Arc::default(),
+            injected,
         })
     }
 
@@ -962,6 +1029,7 @@ impl ToxicDraft {
             kind: self.kind,
             clients: request.clients.clone().flatten(),
             schedule,
+            matcher: request.matcher.clone(),
         })
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use toxi::model::{Direction, ToxicKind};
+use toxi::model::{Direction, Protocol, ToxicKind};
 use toxi::registry::{ProxyInput, Registry, ToxicSnapshot};
 
 use crate::cpu;
@@ -33,8 +33,19 @@ pub struct Ctx {
 impl Ctx {
     /// Creates an enabled proxy on 127.0.0.1:0 toward `upstream`; returns its address.
     pub async fn proxy(&self, name: &str, upstream: SocketAddr) -> Res<SocketAddr> {
+        self.proxy_as(name, upstream, Protocol::Tcp).await
+    }
+
+    /// [`Ctx::proxy`] with the given protocol.
+    pub async fn proxy_as(
+        &self,
+        name: &str,
+        upstream: SocketAddr,
+        protocol: Protocol,
+    ) -> Res<SocketAddr> {
         let reg = self.registry.clone();
         let input = ProxyInput {
+            protocol,
             name: name.into(),
             listen: "127.0.0.1:0".into(),
             upstream: upstream.to_string(),
@@ -57,6 +68,7 @@ impl Ctx {
             .add_toxic(
                 proxy,
                 ToxicSnapshot {
+                    matcher: None,
                     name: name.into(),
                     stream: dir.as_str().into(),
                     direction: dir,
@@ -419,12 +431,85 @@ pub async fn rr64k(ctx: &Ctx) -> Res<Vec<Row>> {
     Ok(rows)
 }
 
+/// Keep-alive connections of the HTTP request-rate figure.
+const HTTP_CONNS: usize = 10;
+
+/// HTTP/1.1 request rates over keep-alive connections: direct, through a `tcp` proxy and
+/// through an `http` proxy without toxics, for 11-byte and 64 KiB responses.
+pub async fn http(ctx: &Ctx) -> Res<Vec<Row>> {
+    let tcp = ctx
+        .proxy_as("bench_http_tcp", ctx.up.http, Protocol::Tcp)
+        .await?;
+    let web = ctx
+        .proxy_as("bench_http", ctx.up.http, Protocol::Http)
+        .await?;
+    let dur = ctx.p.sample;
+    let mut rows = Vec::new();
+    for (label, path, len) in [("11 B", "/", 11), ("64 KiB", "/64k", 64 * 1024)] {
+        let (d, t, h) = alternate_with(ctx.p.rounds, ctx.up.http, tcp, Some(web), |a| {
+            load::http_rate(a, path, len, HTTP_CONNS, dur)
+        })
+        .await?;
+        let h = h
+            .expect("a third column")
+            .map_err(|e| format!("http proxy: {e}"))?;
+        let (d, t, h) = (median(d), median(t), median(h));
+        rows.push(Row::ratio(
+            &format!("HTTP {label} responses, {HTTP_CONNS} keep-alive conns, tcp proxy"),
+            format!("{d:.0} req/s"),
+            format!("{t:.0} req/s"),
+            t / d,
+            Target::None,
+        ));
+        let small = len < 1024;
+        rows.push(Row::value(
+            &format!("HTTP {label} responses, {HTTP_CONNS} keep-alive conns, http proxy"),
+            format!("{d:.0} req/s"),
+            format!("{h:.0} req/s"),
+            format!("{:.2}× ({:.2}× tcp)", h / d, h / t),
+            h / t >= 0.8,
+            if small { "≥ 0.8× tcp proxy" } else { "-" },
+        ));
+    }
+    Ok(rows)
+}
+
+/// A 1 GiB response and a 1 GiB request body through an `http` proxy: this process's
+/// RSS (proxy and load generator together) must stay flat while they stream.
+pub async fn http1g(ctx: &Ctx) -> Res<Vec<Row>> {
+    let web = ctx
+        .proxy_as("bench_http_1g", ctx.up.http, Protocol::Http)
+        .await?;
+    let rss = || crate::memory::vm_rss_kib(std::process::id()).unwrap_or(0);
+    let len = crate::upstream::HUGE_LEN;
+    let mut rows = Vec::new();
+    for (what, upload) in [("download", false), ("upload", true)] {
+        let before = rss();
+        let (secs, peak) = if upload {
+            load::http_huge_upload(web, len, rss).await?
+        } else {
+            load::http_huge_download(web, len, rss).await?
+        };
+        let growth = peak.saturating_sub(before) as f64 / 1024.0;
+        rows.push(Row::value(
+            &format!("1 GiB HTTP {what} through an http proxy: RSS growth"),
+            "-".into(),
+            format!("{growth:.1} MiB ({:.0} MiB/s)", len as f64 / MIB / secs),
+            "-".into(),
+            growth < 64.0,
+            "< 64 MiB",
+        ));
+    }
+    Ok(rows)
+}
+
 pub async fn connrate(ctx: &Ctx) -> Res<Vec<Row>> {
     let proxied = ctx.proxy("bench_oneshot", ctx.up.oneshot).await?;
     // The same upstream given by name: the proxy resolves it for every connection.
     let by_name = {
         let reg = ctx.registry.clone();
         let input = ProxyInput {
+            protocol: Default::default(),
             name: "bench_oneshot_localhost".into(),
             listen: "127.0.0.1:0".into(),
             upstream: format!("localhost:{}", ctx.up.oneshot.port()),
@@ -827,6 +912,7 @@ fn churn_registry(registry: &Registry, proxy: &str, i: usize) -> [(f64, bool); 2
         _ => toxi::toxics::kind("noop"),
     };
     let toxic = ToxicSnapshot {
+        matcher: None,
         name: "churn".into(),
         stream: "upstream".into(),
         direction: Direction::Upstream,

@@ -436,3 +436,155 @@ pub async fn ping(s: &mut TcpStream) -> Res<Duration> {
     })
     .await
 }
+
+/// HTTP/1.1 requests per second over `conns` keep-alive connections, each sending
+/// `GET path` and reading the whole response (with the bench's [`crate::http::Client`])
+/// in a loop for `dur`. Every response must be a 200 of `body_len` bytes.
+pub async fn http_rate(
+    addr: SocketAddr,
+    path: &'static str,
+    body_len: usize,
+    conns: usize,
+    dur: Duration,
+) -> Res<f64> {
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        tasks.push(tokio::spawn(async move {
+            let mut c = crate::http::Client::new(addr, Duration::from_secs(10));
+            let mut count = 0u64;
+            while t0.elapsed() < dur {
+                let r = c
+                    .request("GET", path, None)
+                    .await
+                    .map_err(|e| format!("GET {path}: {e}"))?;
+                if r.status != 200 || r.body.len() != body_len {
+                    return Err(format!(
+                        "GET {path}: status {}, {} body bytes",
+                        r.status,
+                        r.body.len()
+                    ));
+                }
+                count += 1;
+            }
+            Ok::<_, String>(count)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(total as f64 / t0.elapsed().as_secs_f64())
+}
+
+/// Streams `GET /1g` (`len` bytes) through `addr` on one connection, reading in 64 KiB
+/// pieces, while `rss` is sampled every 50 ms; returns (seconds, peak of `rss()`).
+pub async fn http_huge_download(
+    addr: SocketAddr,
+    len: u64,
+    rss: impl Fn() -> u64,
+) -> Res<(f64, u64)> {
+    let mut s = connect(addr).await?;
+    let t0 = Instant::now();
+    let mut peak = rss();
+    within(Duration::from_secs(120), "1 GiB download", async {
+        s.write_all(b"GET /1g HTTP/1.1\r\nHost: bench\r\n\r\n")
+            .await?;
+        let mut buf = vec![0u8; BLOCK];
+        let mut head = Vec::new();
+        let mut got: u64 = 0;
+        let mut in_body = false;
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            tokio::select! {
+                r = s.read(&mut buf) => {
+                    let n = r?;
+                    if n == 0 {
+                        return Err(std::io::Error::other(format!("EOF after {got} body bytes")));
+                    }
+                    if !in_body {
+                        head.extend_from_slice(&buf[..n]);
+                        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                            if !head.starts_with(b"HTTP/1.1 200") {
+                                return Err(std::io::Error::other("not a 200"));
+                            }
+                            got = (head.len() - i - 4) as u64;
+                            in_body = true;
+                        } else {
+                            continue;
+                        }
+                    } else {
+                        got += n as u64;
+                    }
+                    if got >= len {
+                        return Ok(());
+                    }
+                }
+                _ = tick.tick() => peak = peak.max(rss()),
+            }
+        }
+    })
+    .await?;
+    Ok((t0.elapsed().as_secs_f64(), peak.max(rss())))
+}
+
+/// Sends a `len`-byte request body through `addr` (a POST, in 64 KiB writes) while `rss`
+/// is sampled every 50 ms; the upstream answers how many bytes it read. Returns
+/// (seconds, peak of `rss()`).
+pub async fn http_huge_upload(
+    addr: SocketAddr,
+    len: u64,
+    rss: impl Fn() -> u64,
+) -> Res<(f64, u64)> {
+    let s = connect(addr).await?;
+    let (mut r, mut w) = s.into_split();
+    let t0 = Instant::now();
+    let mut peak = rss();
+    let writer = tokio::spawn(async move {
+        w.write_all(
+            format!("POST /up HTTP/1.1\r\nHost: bench\r\nContent-Length: {len}\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut left = len;
+        while left > 0 {
+            let n = (left as usize).min(BLOCK);
+            w.write_all(&PAYLOAD[..n]).await?;
+            left -= n as u64;
+        }
+        Ok::<_, std::io::Error>(w)
+    });
+    let reply = within(Duration::from_secs(120), "1 GiB upload", async {
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 1024];
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let want = len.to_string();
+        loop {
+            tokio::select! {
+                n = r.read(&mut buf) => {
+                    let n = n?;
+                    if n == 0 {
+                        break;
+                    }
+                    reply.extend_from_slice(&buf[..n]);
+                    if reply.ends_with(want.as_bytes()) {
+                        break;
+                    }
+                }
+                _ = tick.tick() => peak = peak.max(rss()),
+            }
+        }
+        Ok::<_, std::io::Error>(reply)
+    })
+    .await?;
+    let _w = writer
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if !reply.ends_with(len.to_string().as_bytes()) {
+        return Err(format!(
+            "upload: unexpected reply {:?}",
+            String::from_utf8_lossy(&reply)
+        ));
+    }
+    Ok((t0.elapsed().as_secs_f64(), peak.max(rss())))
+}

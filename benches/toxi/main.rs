@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: alloc::Counting = alloc::Counting;
 
-const FIGURES: [&str; 13] = [
+const FIGURES: [&str; 15] = [
     "bulk",
     "bulk8",
     "rtt",
@@ -43,6 +43,8 @@ const FIGURES: [&str; 13] = [
     "bandwidth",
     "api",
     "events",
+    "http",
+    "http1g",
 ];
 
 #[derive(Debug, Clone)]
@@ -394,6 +396,8 @@ fn main() {
                 "bandwidth" => figures::bandwidth(&ctx).await,
                 "api" => figures::api(&ctx).await,
                 "events" => events::stalled_reader(&ctx).await,
+                "http" => figures::http(&ctx).await,
+                "http1g" => figures::http1g(&ctx).await,
                 _ => unreachable!(),
             };
             eprintln!("{:.1} s", t0.elapsed().as_secs_f64());

@@ -26,7 +26,14 @@ pub struct Upstreams {
     pub oneshot: SocketAddr,
     /// Writes 64 KiB blocks as fast as the peer reads, until the peer goes away.
     pub source: SocketAddr,
+    /// HTTP/1.1 with keep-alive (and pipelining): `GET /64k` answers 64 KiB, `GET /1g`
+    /// [`HUGE_LEN`] bytes, a request with a body (`Content-Length`) answers how many bytes
+    /// it read, in decimal; anything else answers `hello world` (11 bytes).
+    pub http: SocketAddr,
 }
+
+/// The `GET /1g` body of the HTTP upstream: 1 GiB.
+pub const HUGE_LEN: u64 = 1 << 30;
 
 impl Upstreams {
     pub async fn start() -> Upstreams {
@@ -36,6 +43,7 @@ impl Upstreams {
             echo_small: serve(echo_small).await,
             oneshot: serve(oneshot).await,
             source: serve(source).await,
+            http: serve(http).await,
         }
     }
 }
@@ -117,4 +125,88 @@ async fn oneshot(mut sock: TcpStream) {
 async fn source(mut sock: TcpStream) {
     let block = vec![0x5au8; 64 * 1024];
     while sock.write_all(&block).await.is_ok() {}
+}
+
+async fn http(mut sock: TcpStream) {
+    let block = vec![0x5au8; 64 * 1024];
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut out: Vec<u8> = Vec::with_capacity(256);
+    loop {
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if buf.len() > 64 * 1024 {
+                return;
+            }
+            let mut tmp = [0u8; 8192];
+            match sock.read(&mut tmp).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end);
+        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+        let length: u64 = head
+            .split("\r\n")
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(0);
+        // Read and count the request body without keeping it.
+        let mut left = length;
+        let take = (left as usize).min(buf.len());
+        buf.drain(..take);
+        left -= take as u64;
+        let mut tmp = vec![0u8; if left > 0 { 64 * 1024 } else { 0 }];
+        while left > 0 {
+            let want = (left as usize).min(tmp.len());
+            match sock.read(&mut tmp[..want]).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left -= n as u64,
+            }
+        }
+        out.clear();
+        let (len, body): (u64, &[u8]) = if length > 0 {
+            let text = length.to_string();
+            out.extend_from_slice(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                    text.len()
+                )
+                .as_bytes(),
+            );
+            (0, b"")
+        } else if path == "/64k" {
+            (64 * 1024, &block[..])
+        } else if path == "/1g" {
+            (HUGE_LEN, &block[..])
+        } else {
+            (11, b"hello world")
+        };
+        if len > 0 {
+            out.extend_from_slice(
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n").as_bytes(),
+            );
+        }
+        if len <= 64 * 1024 {
+            out.extend_from_slice(&body[..len as usize]);
+            if sock.write_all(&out).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        if sock.write_all(&out).await.is_err() {
+            return;
+        }
+        let mut left = len;
+        while left > 0 {
+            let n = (left as usize).min(body.len());
+            if sock.write_all(&body[..n]).await.is_err() {
+                return;
+            }
+            left -= n as u64;
+        }
+    }
 }

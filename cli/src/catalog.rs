@@ -190,6 +190,12 @@ pub const COMMANDS: &[CommandDef] = &[
                 kind: FlagKind::Str,
                 help: "--upstream value, -u value\tproxy will forward to this address",
             },
+            // toxi's own (`tcp` or `http`): not in the reference, so not in its help page.
+            FlagDef {
+                names: &["protocol"],
+                kind: FlagKind::Str,
+                help: "",
+            },
         ],
         action: Action::Create,
         extension: false,

@@ -188,11 +188,14 @@ async fn create(ctx: &Ctx<'_>) -> Outcome {
     if upstream.is_empty() {
         return ctx.missing("Required argument 'upstream' was empty.\n");
     }
-    match ctx
-        .client
-        .create_proxy(&NewProxy::new(name, listen, upstream))
-        .await
-    {
+    let mut proxy = NewProxy::new(name, listen, upstream);
+    // toxi's own `--protocol`: sent only when given, so a Toxiproxy server sees the
+    // reference's body; the server checks the value.
+    let protocol = ctx.parsed.string("protocol");
+    if !protocol.is_empty() {
+        proxy = proxy.protocol(protocol);
+    }
+    match ctx.client.create_proxy(&proxy).await {
         Err(e) => ctx.api_failure(format!("Failed to create proxy: Create: {e}\n"), &e),
         Ok(_) => Outcome::print(format!("Created new proxy {name}\n")),
     }
@@ -327,6 +330,7 @@ async fn toxic_add(ctx: &Ctx<'_>) -> Outcome {
             Ok(s) => s,
             Err(o) => return o,
         },
+        r#match: None,
     };
     let proxy = match ctx.client.proxy(proxy_name).await {
         Ok(p) => p,
@@ -380,6 +384,7 @@ async fn toxic_update(ctx: &Ctx<'_>) -> Outcome {
             Ok(s) => s.map(Some),
             Err(o) => return o,
         },
+        r#match: None,
     };
     let proxy = match ctx.client.proxy(proxy_name).await {
         Ok(p) => p,

@@ -118,9 +118,15 @@ pub fn inspect(proxy: &Proxy, style: Style, prog: &str) -> String {
         return out;
     }
     out.push_str(&format!(
-        "{PURPLE}Name: {NONE}{}\t{BLUE}Listen: {NONE}{}\t{YELLOW}Upstream: {NONE}{}\n",
+        "{PURPLE}Name: {NONE}{}\t{BLUE}Listen: {NONE}{}\t{YELLOW}Upstream: {NONE}{}",
         proxy.name, proxy.listen, proxy.upstream
     ));
+    // toxi's own: only a proxy that is not plain TCP says so.
+    if !proxy.protocol.is_tcp() {
+        let protocol = proxy.protocol.as_str();
+        out.push_str(&format!("\t{GREEN}Protocol: {NONE}{protocol}"));
+    }
+    out.push('\n');
     out.push_str(NONE);
     out.push_str(&"=".repeat(70));
     out.push('\n');
@@ -191,6 +197,20 @@ fn toxic_row(out: &mut String, toxic: &Toxic, style: Style) {
         }
         let active = schedule.active;
         out.push_str(&format!("\t]\tactive={active}"));
+    }
+    // toxi's own: an HTTP toxic's match, only when it has one.
+    if let Some(m) = &toxic.matcher {
+        out.push_str("\tmatch=[");
+        if let Some(method) = &m.method {
+            out.push_str(&format!("\tmethod={method}"));
+        }
+        if let Some(path) = &m.path {
+            out.push_str(&format!("\tpath={path}"));
+        }
+        for (name, value) in &m.headers {
+            out.push_str(&format!("\theader.{name}={value}"));
+        }
+        out.push_str("\t]");
     }
     out.push('\n');
 }
@@ -311,6 +331,19 @@ fn toxic_value(toxic: &Toxic) -> Value {
         if let Some(clients) = &toxic.clients {
             fields.insert("clients".into(), json!(clients.entries()));
         }
+        if let Some(m) = &toxic.matcher {
+            let mut matcher = Map::new();
+            if let Some(method) = &m.method {
+                matcher.insert("method".into(), method.as_str().into());
+            }
+            if let Some(path) = &m.path {
+                matcher.insert("path".into(), path.as_str().into());
+            }
+            if !m.headers.is_empty() {
+                matcher.insert("headers".into(), json!(m.headers));
+            }
+            fields.insert("match".into(), Value::Object(matcher));
+        }
         if let Some(s) = &toxic.schedule {
             let mut schedule = Map::new();
             schedule.insert("start_after".into(), s.start_after.into());
@@ -329,13 +362,18 @@ fn toxic_value(toxic: &Toxic) -> Value {
 
 /// A proxy for `-o json`: `name`, `listen`, `upstream`, `enabled`, `toxics`.
 fn proxy_value(proxy: &Proxy) -> Value {
-    json!({
-        "name": proxy.name,
-        "listen": proxy.listen,
-        "upstream": proxy.upstream,
-        "enabled": proxy.enabled,
-        "toxics": proxy.toxics.iter().map(toxic_value).collect::<Vec<_>>(),
-    })
+    let mut fields = Map::new();
+    fields.insert("name".into(), proxy.name.as_str().into());
+    fields.insert("listen".into(), proxy.listen.as_str().into());
+    fields.insert("upstream".into(), proxy.upstream.as_str().into());
+    fields.insert("enabled".into(), proxy.enabled.into());
+    // toxi's own: only a proxy that is not plain TCP says so.
+    if !proxy.protocol.is_tcp() {
+        fields.insert("protocol".into(), proxy.protocol.as_str().into());
+    }
+    let toxics: Vec<Value> = proxy.toxics.iter().map(toxic_value).collect();
+    fields.insert("toxics".into(), toxics.into());
+    Value::Object(fields)
 }
 
 /// `-o json` of `list`: an array of proxies sorted by name.
@@ -454,6 +492,29 @@ mod tests {
             inspect(&off, TTY, "toxiproxy-cli"),
             "\x1b[35mName: \x1b[0moff\t\x1b[34mListen: \x1b[0m127.0.0.1:26603\t\x1b[33mUpstream: \x1b[0mlocalhost:1\n\x1b[0m======================================================================\n\x1b[31mProxy has no toxics enabled.\n\x1b[0m\n\x1b[0mHint: add a toxic with `toxiproxy-cli toxic add`\n"
         );
+    }
+
+    #[test]
+    fn inspect_shows_protocol_and_match_only_when_set() {
+        let p = proxy(
+            r#"{"name":"web","listen":"127.0.0.1:1","upstream":"u:2","enabled":true,"protocol":"http","toxics":[
+            {"attributes":{"status":503,"body":"","headers":{}},"name":"a","type":"http_abort","stream":"downstream","toxicity":0.3,"match":{"method":"POST","path":"/api/*","headers":{"x-test":"1"}}},
+            {"attributes":{"count":1,"status":500},"name":"f","type":"http_fail_first","stream":"downstream","toxicity":1}]}"#,
+        );
+        assert_eq!(
+            inspect(&p, PIPE, "x"),
+            "a\ttype=http_abort\tstream=downstream\ttoxicity=0.30\tattributes=[\tbody=\theaders=map[]\tstatus=503\t]\tmatch=[\tmethod=POST\tpath=/api/*\theader.x-test=1\t]\nf\ttype=http_fail_first\tstream=downstream\ttoxicity=1.00\tattributes=[\tcount=1\tstatus=500\t]\n"
+        );
+        assert!(inspect(&p, TTY, "x").starts_with(
+            "\x1b[35mName: \x1b[0mweb\t\x1b[34mListen: \x1b[0m127.0.0.1:1\t\x1b[33mUpstream: \x1b[0mu:2\t\x1b[32mProtocol: \x1b[0mhttp\n"
+        ));
+        let json = inspect_json(&p);
+        assert!(json.contains("\"protocol\": \"http\""), "{json}");
+        assert!(json.contains("\"path\": \"/api/*\""), "{json}");
+        let tcp = proxy(
+            r#"{"name":"t","listen":"l","upstream":"u","enabled":true,"protocol":"tcp","toxics":[]}"#,
+        );
+        assert!(!inspect(&tcp, TTY, "x").contains("Protocol"));
     }
 
     #[test]

@@ -925,3 +925,81 @@ fn scheduled_toxics() {
         out.stderr
     );
 }
+
+#[test]
+fn http_protocol_and_match() {
+    use toxi::client::{Client, Match, NewToxic};
+    let server = TestServer::start();
+    // `--protocol` is toxi's own: accepted, and absent from the reference's help page.
+    let help = server.cli(&["create", "--help"]).run();
+    assert!(!help.stdout.contains("protocol"), "{}", help.stdout);
+    let create = |protocol: &str, name: &str| {
+        let args = ["create", "-l", "127.0.0.1:0", "-u", "x:1", protocol, name];
+        server.cli(&args).run()
+    };
+    assert_eq!(
+        create("--protocol=http", "web").ok(),
+        "Created new proxy web\n"
+    );
+    let bad = create("--protocol=udp", "u");
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(bad.stderr.contains("protocol"), "{}", bad.stderr);
+    let client = Client::new(server.url());
+    let proxy = server.block_on(client.proxy("web")).unwrap();
+    assert_eq!(proxy.protocol.as_str(), "http");
+
+    // A toxic without a match reads as before; one with a match shows it.
+    server
+        .cli(&["toxic", "add", "-t", "http_reset", "-n", "r", "web"])
+        .run()
+        .ok();
+    assert_eq!(
+        server.cli(&["inspect", "web"]).run().ok(),
+        "r\ttype=http_reset\tstream=downstream\ttoxicity=1.00\tattributes=[\t]\n"
+    );
+    let toxic = NewToxic::new("http_abort")
+        .name("a")
+        .toxicity(0.5)
+        .attribute("status", 503)
+        .matching(Match::new().method("POST").path("/api/*"));
+    let made = server.block_on(client.add_toxic("web", &toxic)).unwrap();
+    let matcher = made.matcher.expect("the match");
+    assert_eq!(
+        (matcher.method.as_deref(), matcher.path.as_deref()),
+        (Some("POST"), Some("/api/*"))
+    );
+    let rows = server.cli(&["inspect", "web"]).run();
+    let abort = rows.ok().lines().find(|l| l.starts_with("a\t")).unwrap();
+    assert!(
+        abort.ends_with("\t]\tmatch=[\tmethod=POST\tpath=/api/*\t]"),
+        "{abort}"
+    );
+    let tty = server.cli(&["inspect", "web"]).run_tty(false);
+    assert!(
+        tty.stdout
+            .contains(&format!("\t{GREEN}Protocol: {NONE}http\n")),
+        "{}",
+        tty.stdout
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(server.cli(&["inspect", "web", "-o", "json"]).run().ok()).unwrap();
+    assert_eq!(json["protocol"], "http");
+    assert_eq!(json["toxics"][1]["match"]["path"], "/api/*");
+
+    // Updating the match through the client; removing it hides it again.
+    let update = toxi::client::ToxicUpdate::new().match_all();
+    let t = server
+        .block_on(client.update_toxic("web", "a", &update))
+        .unwrap();
+    assert!(t.matcher.is_none());
+    assert!(!server
+        .cli(&["inspect", "web"])
+        .run()
+        .ok()
+        .contains("match="));
+
+    // A tcp proxy shows no protocol.
+    create("--protocol=tcp", "t").ok();
+    let tty = server.cli(&["inspect", "t"]).run_tty(false);
+    assert!(!tty.stdout.contains("Protocol"), "{}", tty.stdout);
+}

@@ -36,8 +36,8 @@ use std::fmt;
 use crate::gocompat::quote_char;
 use crate::model::schedule::{self, Schedule};
 use crate::model::{
-    AttrDef, AttrType, AttrValue, Clients, Direction, ProxyInput, ProxySnapshot, ToxicDef,
-    ToxicKind, ToxicSnapshot,
+    AttrDef, AttrType, AttrValue, Clients, Direction, HttpMatch, Protocol, ProxyInput,
+    ProxySnapshot, ToxicDef, ToxicKind, ToxicSnapshot,
 };
 
 /// Go's `maxNestingDepth` for the JSON scanner.
@@ -562,6 +562,8 @@ pub struct ProxyFields {
     pub listen: Option<String>,
     pub upstream: Option<String>,
     pub enabled: Option<bool>,
+    /// toxi's own: `"protocol": "tcp" | "http"`.
+    pub protocol: Option<Protocol>,
 }
 
 /// `strukt` is the Go struct name for errors (`Proxy`, or empty for a `/populate` entry).
@@ -585,6 +587,8 @@ fn proxy_object(
             } else {
                 decode_bool(v, &mut out.enabled, strukt, "enabled")?;
             }
+        } else if key_is(key, "protocol") {
+            out.protocol = decode_protocol(v, strukt)?;
         } else if key_is(key, "logger") {
             // The reference's exported `Logger *zerolog.Logger` field: objects are accepted
             // (it has no exported fields), other values are type errors.
@@ -595,6 +599,21 @@ fn proxy_object(
         }
     }
     Ok(out)
+}
+
+/// `"protocol"`: a string, `tcp` or `http` (`null` keeps the default).
+fn decode_protocol(v: &Json, strukt: &str) -> Result<Option<Protocol>, DecodeError> {
+    let mut text = None;
+    decode_string(v, &mut text, strukt, "protocol")?;
+    match text {
+        None => Ok(None),
+        Some(t) => Protocol::parse(&t).map(Some).ok_or_else(|| {
+            DecodeError(format!(
+                "protocol must be \"tcp\" or \"http\", not {}",
+                quote(&t)
+            ))
+        }),
+    }
 }
 
 /// Decodes a POST /proxies or POST|PATCH /proxies/{proxy} body (Go type `toxiproxy.Proxy`).
@@ -636,6 +655,7 @@ impl ProxyFields {
             listen: self.listen.unwrap_or_default(),
             upstream: self.upstream.unwrap_or_default(),
             enabled: self.enabled.unwrap_or(true),
+            protocol: self.protocol.unwrap_or_default(),
         }
     }
 }
@@ -726,6 +746,8 @@ pub struct ToxicCreate {
     pub toxicity: Option<f32>,
     /// `clients`: `Some(None)` when the body cleared it (`null` or `[]`).
     pub clients: Option<Option<Clients>>,
+    /// toxi's own: `"match"` (HTTP toxics).
+    pub matcher: Option<HttpMatch>,
     doc: Json,
 }
 
@@ -742,6 +764,7 @@ fn toxic_create_from(doc: Json) -> Result<ToxicCreate, DecodeError> {
         stream: None,
         toxicity: None,
         clients: None,
+        matcher: None,
         doc: Json::Null,
     };
     match &doc {
@@ -761,6 +784,8 @@ fn toxic_create_from(doc: Json) -> Result<ToxicCreate, DecodeError> {
                     decode_f32(v, &mut out.toxicity, "ToxicWrapper", "toxicity")?;
                 } else if key_is(key, "clients") {
                     out.clients = Some(decode_clients(v)?);
+                } else if key_is(key, "match") {
+                    decode_match(v, &mut out.matcher)?;
                 } else if key_is(key, "attributes") {
                     match v {
                         Json::Null => toxic_nil = true,
@@ -879,6 +904,8 @@ impl ToxicUpdate {
                 decode_f32(v, &mut toxicity, "", "toxicity")?;
             } else if key_is(key, "clients") {
                 toxic.clients = decode_clients(v)?;
+            } else if key_is(key, "match") {
+                decode_match(v, &mut toxic.matcher)?;
             }
         }
         if let Some(t) = toxicity {
@@ -886,6 +913,73 @@ impl ToxicUpdate {
         }
         Ok(())
     }
+}
+
+/// `"match": {"method": "POST", "path": "/api/*", "headers": {"x-test": "1"}}`; `null`
+/// (or `{}`) removes the match.
+fn decode_match(v: &Json, out: &mut Option<HttpMatch>) -> Result<(), DecodeError> {
+    let members = match v {
+        Json::Null => {
+            *out = None;
+            return Ok(());
+        }
+        Json::Object(members) => members,
+        other => return Err(field_error(other, "ToxicWrapper", "match", "match")),
+    };
+    let mut m = HttpMatch::default();
+    for (key, v) in members {
+        if key_is(key, "method") {
+            decode_string(v, &mut m.method, "match", "method")?;
+        } else if key_is(key, "path") {
+            decode_string(v, &mut m.path, "match", "path")?;
+        } else if key_is(key, "headers") {
+            match v {
+                Json::Null => {}
+                Json::Object(entries) => {
+                    for (name, value) in entries {
+                        let Json::String(value) = value else {
+                            return Err(field_error(value, "match", "headers", "string"));
+                        };
+                        m.headers.insert(name.clone(), value.clone());
+                    }
+                }
+                other => return Err(field_error(other, "match", "headers", "map[string]string")),
+            }
+        } else {
+            return Err(DecodeError(format!(
+                "match has no field {} (method, path, headers)",
+                quote(key)
+            )));
+        }
+    }
+    m.method = m.method.filter(|s| !s.is_empty());
+    m.path = m.path.filter(|s| !s.is_empty());
+    m.validate().map_err(DecodeError)?;
+    *out = (m != HttpMatch::default()).then_some(m);
+    Ok(())
+}
+
+/// Appends a match object: only the conditions given.
+fn write_match(out: &mut String, m: &HttpMatch) {
+    out.push('{');
+    let mut sep = "";
+    if let Some(method) = &m.method {
+        out.push_str("\"method\":");
+        write_str(out, method);
+        sep = ",";
+    }
+    if let Some(path) = &m.path {
+        out.push_str(sep);
+        out.push_str("\"path\":");
+        write_str(out, path);
+        sep = ",";
+    }
+    if !m.headers.is_empty() {
+        out.push_str(sep);
+        out.push_str("\"headers\":");
+        write_str_map(out, &m.headers);
+    }
+    out.push('}');
 }
 
 // ------------------------------------------------------------------------------------------
@@ -950,6 +1044,7 @@ fn proxy_response(v: &Json, find: FindDef, ty: &str) -> Result<ProxySnapshot, De
         listen: fields.listen.unwrap_or_default(),
         upstream: fields.upstream.unwrap_or_default(),
         enabled: fields.enabled.unwrap_or(false),
+        protocol: fields.protocol.unwrap_or_default(),
         toxics,
     })
 }
@@ -1014,11 +1109,13 @@ fn toxic_response(
         }
         s.active = active.unwrap_or(false);
     }
-    // toxi's own: a targeted toxic carries its `clients`.
-    let mut clients = None;
+    // toxi's own: a targeted toxic carries its `clients`, an HTTP toxic its `match`.
+    let (mut clients, mut matcher) = (None, None);
     for (key, v) in members {
         if key_is(key, "clients") {
             clients = decode_clients(v)?;
+        } else if key_is(key, "match") {
+            decode_match(v, &mut matcher)?;
         }
     }
     Ok(ToxicSnapshot {
@@ -1029,6 +1126,7 @@ fn toxic_response(
         kind,
         clients,
         schedule,
+        matcher,
     })
 }
 
@@ -1179,6 +1277,20 @@ impl ToxicUpdate {
 // ------------------------------------------------------------------------------------------
 // Encoding
 
+/// Appends a JSON object of string values, in the map's order.
+fn write_str_map<'a>(out: &mut String, map: impl IntoIterator<Item = (&'a String, &'a String)>) {
+    out.push('{');
+    for (i, (k, v)) in map.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(out, k);
+        out.push(':');
+        write_str(out, v);
+    }
+    out.push('}');
+}
+
 /// Appends `s` as a JSON string literal, escaped as Go's `encoding/json` does with HTML
 /// escaping on.
 pub fn write_str(out: &mut String, s: &str) {
@@ -1286,18 +1398,7 @@ fn write_attr_value(out: &mut String, value: &AttrValue) {
         AttrValue::Int(n) => out.push_str(&n.to_string()),
         AttrValue::Float(f) => out.push_str(&format_f64(*f)),
         AttrValue::Str(s) => write_str(out, s),
-        AttrValue::Map(map) => {
-            out.push('{');
-            for (i, (k, v)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_str(out, k);
-                out.push(':');
-                write_str(out, v);
-            }
-            out.push('}');
-        }
+        AttrValue::Map(map) => write_str_map(out, map),
     }
 }
 
@@ -1340,6 +1441,10 @@ pub fn write_toxic(out: &mut String, t: &ToxicSnapshot) {
             ",\"active\":false"
         });
     }
+    if let Some(m) = &t.matcher {
+        out.push_str(",\"match\":");
+        write_match(out, m);
+    }
     out.push('}');
 }
 
@@ -1365,6 +1470,10 @@ pub fn write_proxy(out: &mut String, p: &ProxySnapshot) {
     write_str(out, &p.upstream);
     out.push_str(",\"enabled\":");
     out.push_str(if p.enabled { "true" } else { "false" });
+    if !p.protocol.is_tcp() {
+        out.push_str(",\"protocol\":");
+        write_str(out, p.protocol.as_str());
+    }
     out.push_str(",\"Logger\":{},\"toxics\":");
     write_toxics(out, &p.toxics);
     out.push('}');

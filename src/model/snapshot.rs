@@ -1,7 +1,7 @@
 //! Proxies and toxics as the API shows them and takes them: what the server's registry
 //! answers with, what the typed client decodes, and what `model::json` encodes.
 
-use crate::model::{Clients, Direction, Schedule, ToxicKind};
+use crate::model::{Clients, Direction, HttpMatch, Schedule, ToxicKind};
 
 /// A proxy as the API shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -11,6 +11,8 @@ pub struct ProxySnapshot {
     pub listen: String,
     pub upstream: String,
     pub enabled: bool,
+    /// `tcp` unless created with `"protocol": "http"`; shown only when not `tcp`.
+    pub protocol: Protocol,
     /// Upstream toxics in chain order, then downstream toxics in chain order.
     pub toxics: Vec<ToxicSnapshot>,
 }
@@ -33,6 +35,8 @@ pub struct ToxicSnapshot {
     /// Client targeting (`clients`): when set, the toxic applies only to connections from
     /// a matching client address.
     pub clients: Option<Clients>,
+    // HTTP toxics: which requests the toxic applies to (`"match"`), shown when set.
+    pub matcher: Option<HttpMatch>,
 }
 
 /// A proxy to create (POST /proxies, /populate, -config).
@@ -42,6 +46,38 @@ pub struct ProxyInput {
     pub listen: String,
     pub upstream: String,
     pub enabled: bool,
+    #[serde(skip_serializing_if = "Protocol::is_tcp")]
+    pub protocol: Protocol,
+}
+
+/// How a proxy's connections are handled: raw bytes, or parsed as HTTP/1.1.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Http,
+}
+
+impl Protocol {
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s {
+            "tcp" => Some(Protocol::Tcp),
+            "http" => Some(Protocol::Http),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Http => "http",
+        }
+    }
+
+    pub fn is_tcp(&self) -> bool {
+        *self == Protocol::Tcp
+    }
 }
 
 impl ProxyInput {
@@ -56,12 +92,19 @@ impl ProxyInput {
             listen: listen.into(),
             upstream: upstream.into(),
             enabled: true,
+            protocol: Protocol::Tcp,
         }
     }
 
     /// Sets whether the proxy starts enabled (listening).
     pub fn enabled(mut self, enabled: bool) -> ProxyInput {
         self.enabled = enabled;
+        self
+    }
+
+    /// Sets the protocol (`http` parses requests).
+    pub fn protocol(mut self, protocol: Protocol) -> ProxyInput {
+        self.protocol = protocol;
         self
     }
 }

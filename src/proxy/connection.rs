@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::chain::{hash_str, mix};
-use super::conns::{link_seed, CloseReason, Conn};
+use super::conns::{CloseReason, Conn};
 use super::link::{Link, LinkEnd};
 use super::Instance;
 use crate::model::Direction;
@@ -173,21 +173,25 @@ pub(crate) async fn serve(
 
     let seed = mix(mix(inst.seed, hash_str(&inst.name)), seq);
     let record = inst.conns.open(peer, seed, cancel.clone());
+    if let Some(http) = inst.http.clone() {
+        // `protocol: http`: the HTTP layer runs between the two TCP links (proxy/http.rs).
+        super::http::serve(client, upstream, &inst, http, seed, &cancel, &record).await;
+        let reason = if record.killed.load(Relaxed) {
+            CloseReason::Api
+        } else if cancel.is_cancelled() {
+            CloseReason::ProxyStopped
+        } else {
+            CloseReason::Client
+        };
+        inst.conns.close(&record, reason);
+        inst.stats
+            .active
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        return;
+    }
     // Which link ended first (0: none yet, else its direction index + 1): the close reason.
     let first = std::sync::atomic::AtomicU8::new(0);
-    let link = |dir: Direction, src, dst| Link {
-        src,
-        dst,
-        chain: inst.chains[dir.index()].subscribe(),
-        watching: true,
-        cancel: &cancel,
-        seed: link_seed(seed, dir),
-        client: Some(peer.ip()),
-        counters: &inst.stats.directions[dir.index()],
-        held_limit: inst.held_limit,
-        carry: None,
-        conn_bytes: &record.bytes[dir.index()],
-    };
+    let link = |dir: Direction, src, dst| Link::of(&inst, dir, src, dst, &cancel, seed, &record);
     let up = link(Direction::Upstream, &client, &upstream);
     let down = link(Direction::Downstream, &upstream, &client);
     let (a, b) = tokio::join!(

@@ -79,6 +79,31 @@ enum Written {
 }
 
 impl<'a> Link<'a> {
+    /// The `dir` link of one connection of `inst` (`seed`: the connection's seed).
+    pub(crate) fn of(
+        inst: &'a super::Instance,
+        dir: crate::model::Direction,
+        src: &'a TcpStream,
+        dst: &'a TcpStream,
+        cancel: &'a CancellationToken,
+        seed: u64,
+        conn: &'a super::Conn,
+    ) -> Link<'a> {
+        Link {
+            src,
+            dst,
+            chain: inst.chains[dir.index()].subscribe(),
+            watching: true,
+            cancel,
+            seed: super::conns::link_seed(seed, dir),
+            client: Some(conn.client.ip()),
+            counters: &inst.stats.directions[dir.index()],
+            held_limit: inst.held_limit,
+            carry: None,
+            conn_bytes: &conn.bytes[dir.index()],
+        }
+    }
+
     pub(crate) async fn run(mut self) -> LinkEnd {
         loop {
             let has_toxics = !self.chain.borrow_and_update().is_empty();

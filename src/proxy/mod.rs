@@ -24,6 +24,7 @@ pub(crate) mod addr;
 pub(crate) mod chain;
 mod connection;
 pub(crate) mod conns;
+pub(crate) mod http;
 pub(crate) mod link;
 pub(crate) mod pipeline;
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -92,6 +93,8 @@ pub(crate) struct Instance {
     pub dial_retry: Duration,
     /// The toxic chains, per direction (shared with the proxy, so edits reach connections).
     pub chains: Arc<[watch::Sender<Chain>; 2]>,
+    /// `protocol: http`: the HTTP toxics (`None` for a `tcp` proxy, which parses nothing).
+    pub http: Option<Arc<http::HttpLayer>>,
     pub stats: Arc<InstanceStats>,
     /// The proxy's open connections (kept across instances).
     pub conns: Arc<ConnTable>,
@@ -132,6 +135,7 @@ impl Running {
         resolved: &addr::Resolved,
         upstream: &str,
         chains: Arc<[watch::Sender<Chain>; 2]>,
+        http: Option<Arc<http::HttpLayer>>,
         stats_for: impl FnOnce(&str) -> Arc<InstanceStats>,
         conns: Arc<ConnTable>,
         config: &EngineConfig,
@@ -155,6 +159,7 @@ impl Running {
             held_limit: config.held_limit,
             dial_retry: config.dial_retry,
             chains,
+            http,
             stats: stats_for(&bound),
             conns,
             next_seq: AtomicU64::new(0),

@@ -40,8 +40,8 @@ pub struct ToxicType {
 /// Declares the toxic modules and [`CATALOG`], in the order help pages and completions
 /// list the types.
 macro_rules! catalog {
-    ($($name:ident),* $(,)?) => {
-        $(mod $name;)*
+    ($($(#[$meta:meta])* $name:ident),* $(,)?) => {
+        $($(#[$meta])* mod $name;)*
 
         /// Every toxic type.
         pub static CATALOG: &[ToxicType] = &[
@@ -61,7 +61,17 @@ catalog! {
     limit_time,
     packet_loss,
     noop,
+    #[path = "http/abort.rs"]
+    http_abort,
+    #[path = "http/latency.rs"]
+    http_latency,
+    #[path = "http/fail_first.rs"]
+    http_fail_first,
+    #[path = "http/reset.rs"]
+    http_reset,
 }
+
+pub mod http;
 
 /// The type registered under `name` (exact, case-sensitive match).
 pub fn find(name: &str) -> Option<&'static ToxicType> {

@@ -100,6 +100,7 @@ fn exercise_decoders(body: &[u8]) {
     if let Ok(update) = json::decode_toxic_update(body) {
         for t in toxics::type_names() {
             let mut snapshot = ToxicSnapshot {
+                matcher: None,
                 name: "t".into(),
                 stream: "upstream".into(),
                 direction: Direction::Upstream,

@@ -10,6 +10,7 @@ mod events;
 mod faults;
 mod fuzz;
 mod hostile;
+mod http_proxy;
 mod library;
 mod logging;
 mod metrics;

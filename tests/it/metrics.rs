@@ -77,6 +77,7 @@ async fn wait_for(server: &Server, series: &str, want: f64) {
 
 fn toxic(name: &str, direction: Direction, toxicity: f32) -> ToxicSnapshot {
     ToxicSnapshot {
+        matcher: None,
         name: name.into(),
         stream: direction.as_str().into(),
         direction,

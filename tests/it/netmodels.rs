@@ -30,6 +30,7 @@ fn add_to(
         kind,
         clients: clients.map(|c| Clients::parse(c).unwrap()),
         schedule: None,
+        matcher: None,
     };
     server
         .registry()

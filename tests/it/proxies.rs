@@ -108,6 +108,7 @@ async fn delete_closes_live_connections_and_frees_the_port() {
     let again = server
         .registry()
         .create(toxi::registry::ProxyInput {
+            protocol: Default::default(),
             name: "del".into(),
             listen: p.listen.clone(),
             upstream: p.upstream.clone(),
@@ -211,6 +212,7 @@ async fn black_holed_upstream_does_not_serialise_accepts() {
 async fn populate_duplicate_names_report_final_state() {
     let server = server().await;
     let entry = |up: &str| toxi::registry::ProxyInput {
+        protocol: Default::default(),
         name: "d".into(),
         listen: "127.0.0.1:0".into(),
         upstream: up.into(),
@@ -231,6 +233,7 @@ async fn populate_duplicate_names_report_final_state() {
 
 fn noop_toxic(name: &str, dir: toxi::model::Direction) -> toxi::registry::ToxicSnapshot {
     toxi::registry::ToxicSnapshot {
+        matcher: None,
         name: name.into(),
         stream: dir.as_str().into(),
         direction: dir,
@@ -322,6 +325,7 @@ async fn hostname_upstream_tries_every_address() {
     let p = server
         .registry()
         .create(toxi::registry::ProxyInput {
+            protocol: Default::default(),
             name: "byname".into(),
             listen: "127.0.0.1:0".into(),
             upstream: format!("localhost:{}", up.port()),
@@ -352,6 +356,7 @@ async fn reset_carries_on_past_a_failing_proxy() {
     ] {
         registry
             .create(toxi::registry::ProxyInput {
+                protocol: Default::default(),
                 name: name.into(),
                 listen: listen.into(),
                 upstream: up.clone(),
@@ -363,6 +368,7 @@ async fn reset_carries_on_past_a_failing_proxy() {
             .add_toxic(
                 name,
                 toxi::registry::ToxicSnapshot {
+                    matcher: None,
                     name: "n".into(),
                     stream: "downstream".into(),
                     direction: toxi::model::Direction::Downstream,
@@ -454,6 +460,7 @@ async fn racing_create_and_populate_leaves_no_orphaned_listener() {
             listen: listen.to_string(),
             upstream: up.to_string(),
             enabled: true,
+            protocol: Default::default(),
         };
         let reg = server.registry().clone();
         let (ia, ib) = (input(a), input(b));

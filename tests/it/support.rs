@@ -125,6 +125,7 @@ pub async fn proxy(server: &Server, name: &str, upstream: SocketAddr) -> ProxySn
     server
         .registry()
         .create(ProxyInput {
+            protocol: Default::default(),
             name: name.into(),
             listen: "127.0.0.1:0".into(),
             upstream: upstream.to_string(),

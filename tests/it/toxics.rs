@@ -14,6 +14,7 @@ use crate::support::*;
 
 fn toxic(name: &str, dir: Direction, toxicity: f32, kind: ToxicKind) -> ToxicSnapshot {
     ToxicSnapshot {
+        matcher: None,
         name: name.into(),
         stream: dir.as_str().into(),
         direction: dir,

@@ -214,6 +214,7 @@ fn proxy_keys_are_case_insensitive_and_last_wins() {
     assert_eq!(
         f,
         ProxyFields {
+            protocol: None,
             name: Some("b".into()),
             listen: Some("l".into()),
             upstream: Some("u".into()),
@@ -284,6 +285,7 @@ fn populate_decoding() {
     )
     .unwrap();
     let input = |name: &str, listen: &str, upstream: &str, enabled: bool| ProxyInput {
+        protocol: Default::default(),
         name: name.into(),
         listen: listen.into(),
         upstream: upstream.into(),
@@ -484,6 +486,7 @@ fn toxic_attribute_errors() {
 
 fn snapshot() -> ToxicSnapshot {
     ToxicSnapshot {
+        matcher: None,
         name: "lat".into(),
         stream: "downstream".into(),
         direction: Direction::Downstream,
@@ -609,12 +612,14 @@ fn float32_formatting_matches_go() {
 
 fn proxy() -> ProxySnapshot {
     ProxySnapshot {
+        protocol: Default::default(),
         name: "web<1>".into(),
         listen: "127.0.0.1:8080".into(),
         upstream: "localhost:80".into(),
         enabled: true,
         toxics: vec![
             ToxicSnapshot {
+                matcher: None,
                 name: "bandwidth_UpStream".into(),
                 stream: "UpStream".into(),
                 direction: Direction::Upstream,
@@ -625,6 +630,7 @@ fn proxy() -> ProxySnapshot {
             },
             snapshot(),
             ToxicSnapshot {
+                matcher: None,
                 name: "noop_downstream".into(),
                 stream: "downstream".into(),
                 direction: Direction::Downstream,
@@ -644,6 +650,7 @@ fn proxy_and_toxic_shapes() {
         r#"{"attributes":{"latency":250,"jitter":10},"name":"lat","type":"latency","stream":"downstream","toxicity":1}"#
     );
     let slicer = ToxicSnapshot {
+        matcher: None,
         kind: crate::toxics::kind("slicer")
             .with("average_size", 10)
             .with("size_variation", 5)
@@ -662,6 +669,7 @@ fn proxy_and_toxic_shapes() {
         )
     );
     let empty = ProxySnapshot {
+        protocol: Default::default(),
         toxics: vec![],
         enabled: false,
         ..proxy()
@@ -674,11 +682,13 @@ fn proxy_and_toxic_shapes() {
 fn index_populate_and_error_shapes() {
     assert_eq!(proxy_index_json(&[]), "{}");
     let b = ProxySnapshot {
+        protocol: Default::default(),
         name: "b".into(),
         toxics: vec![],
         ..proxy()
     };
     let z = ProxySnapshot {
+        protocol: Default::default(),
         name: "Z".into(),
         toxics: vec![],
         ..proxy()
@@ -783,6 +793,7 @@ fn typed(body: &str) -> Result<ToxicKind, String> {
 
 fn typed_json(kind: ToxicKind) -> String {
     toxic_json(&ToxicSnapshot {
+        matcher: None,
         name: "t".into(),
         stream: "downstream".into(),
         direction: Direction::Downstream,
