@@ -4,9 +4,11 @@
 //! Without a browser the test prints SKIPPED and passes, except under `CI=true`, where it
 //! fails. `TOXI_SCREENSHOT=path.png` saves a screenshot of the dashboard.
 
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use base64::Engine as _;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -26,6 +28,8 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -200,6 +204,9 @@ async fn start_driver() -> Driver {
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        // Its own process group, so that dropping the driver ends the browsers it started
+        // too, even when the test fails half-way.
+        .process_group(0)
         .spawn()
         .expect("chromedriver starts");
     let driver = Driver { child, port };
@@ -215,28 +222,6 @@ async fn start_driver() -> Driver {
     })
     .await;
     driver
-}
-
-fn base64_decode(s: &str) -> Vec<u8> {
-    let val = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
-    for v in s.bytes().filter_map(val) {
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
 }
 
 #[tokio::test]
@@ -267,12 +252,13 @@ async fn dashboard_in_headless_chromium() {
                      "--disable-dev-shm-usage", "--window-size=1280,1100"]
         }
     }}});
-    let session = within(
-        "a browser session",
-        wd(driver.port, "POST", "/session", Some(caps)),
-    )
-    .await
-    .expect("a browser session");
+    // A browser's first start on a loaded machine takes a while: allow it three times the
+    // usual patience.
+    let start = wd(driver.port, "POST", "/session", Some(caps));
+    let session = tokio::time::timeout(patience() * 3, start)
+        .await
+        .expect("timed out waiting for a browser session")
+        .expect("a browser session");
     let session = Session {
         port: driver.port,
         id: session["sessionId"].as_str().unwrap().to_owned(),
@@ -360,7 +346,10 @@ async fn dashboard_in_headless_chromium() {
             .await
             .unwrap();
         let shot = session.cmd("GET", "/screenshot", None).await.unwrap();
-        std::fs::write(&path, base64_decode(shot.as_str().unwrap())).unwrap();
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot.as_str().unwrap())
+            .unwrap();
+        std::fs::write(&path, png).unwrap();
         println!("screenshot saved to {path}");
     }
     let _ = session.cmd("DELETE", "", None).await;
