@@ -175,7 +175,11 @@ pub(crate) async fn serve(
     let record = inst.conns.open(peer, seed, cancel.clone());
     if let Some(http) = inst.http.clone() {
         // `protocol: http`: the HTTP layer runs between the two TCP links (proxy/http.rs).
-        super::http::serve(client, upstream, &inst, http, seed, &cancel, &record).await;
+        // Boxed: the HTTP layer's state would otherwise enlarge every TCP connection's task.
+        Box::pin(super::http::serve(
+            client, upstream, &inst, http, seed, &cancel, &record,
+        ))
+        .await;
         let reason = if record.killed.load(Relaxed) {
             CloseReason::Api
         } else if cancel.is_cancelled() {

@@ -108,7 +108,8 @@ impl<'a> Link<'a> {
         loop {
             let has_toxics = !self.chain.borrow_and_update().is_empty();
             let end = if has_toxics {
-                self.toxic_path().await
+                // Boxed: an idle fast-path link keeps only the fast path's state in its task.
+                Box::pin(self.toxic_path()).await
             } else {
                 self.fast_path().await
             };
