@@ -1018,6 +1018,28 @@ pub fn decode_api_error(body: &[u8]) -> Result<Option<ApiError>, DecodeError> {
     }))
 }
 
+/// The last `key` member of a response object as a list (Go type `go_ty` in `strukt`):
+/// absent or `null` is empty, each item read by `item`.
+fn list_member<T>(
+    members: &[(String, Json)],
+    strukt: &str,
+    key: &str,
+    go_ty: &str,
+    item: impl Fn(&Json) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let mut out = Vec::new();
+    for (k, v) in members {
+        if key_is(k, key) {
+            out = match v {
+                Json::Null => Vec::new(),
+                Json::Array(items) => items.iter().map(&item).collect::<Result<_, _>>()?,
+                other => return Err(field_error(other, strukt, key, go_ty)),
+            };
+        }
+    }
+    Ok(out)
+}
+
 /// A proxy object of a response (Go type `toxiproxy.Proxy`); `null` is an empty proxy.
 fn proxy_response(v: &Json, find: FindDef, ty: &str) -> Result<ProxySnapshot, DecodeError> {
     let members = match v {
@@ -1026,19 +1048,9 @@ fn proxy_response(v: &Json, find: FindDef, ty: &str) -> Result<ProxySnapshot, De
         other => return Err(value_error(other, ty)),
     };
     let fields = proxy_object(members, "Proxy", false)?;
-    let mut toxics = Vec::new();
-    for (key, v) in members {
-        if key_is(key, "toxics") {
-            toxics = match v {
-                Json::Null => Vec::new(),
-                Json::Array(items) => items
-                    .iter()
-                    .map(|t| toxic_response(t, find, "Proxy.toxics.", "toxiproxy.Toxic"))
-                    .collect::<Result<_, _>>()?,
-                other => return Err(field_error(other, "Proxy", "toxics", "[]toxiproxy.Toxic")),
-            };
-        }
-    }
+    let toxics = list_member(members, "Proxy", "toxics", "[]toxiproxy.Toxic", |t| {
+        toxic_response(t, find, "Proxy.toxics.", "toxiproxy.Toxic")
+    })?;
     Ok(ProxySnapshot {
         name: fields.name.unwrap_or_default(),
         listen: fields.listen.unwrap_or_default(),
@@ -1187,20 +1199,9 @@ pub fn decode_populate_response(
             ))
         }
     };
-    let mut out = Vec::new();
-    for (key, v) in members {
-        if key_is(key, "proxies") {
-            out = match v {
-                Json::Null => Vec::new(),
-                Json::Array(items) => items
-                    .iter()
-                    .map(|p| proxy_response(p, find, "toxiproxy.Proxy"))
-                    .collect::<Result<_, _>>()?,
-                other => return Err(field_error(other, "", "proxies", "[]toxiproxy.Proxy")),
-            };
-        }
-    }
-    Ok(out)
+    list_member(members, "", "proxies", "[]toxiproxy.Proxy", |p| {
+        proxy_response(p, find, "toxiproxy.Proxy")
+    })
 }
 
 /// GET /version: the `version` string of `{"version":"…"}`.
