@@ -11,10 +11,6 @@ use toxi::server::{Config, Server};
 
 use crate::support::*;
 
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
 /// A fresh empty directory under the system's temp dir.
 fn temp_dir(tag: &str) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

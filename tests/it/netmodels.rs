@@ -49,13 +49,6 @@ async fn connect_from(p: &ProxySnapshot, from: &str) -> TcpStream {
         .expect("connects")
 }
 
-async fn round_trip(c: &mut TcpStream, msg: &[u8]) -> Duration {
-    let start = Instant::now();
-    c.write_all(msg).await.unwrap();
-    assert_eq!(read_n(c, msg.len()).await, msg);
-    start.elapsed()
-}
-
 #[tokio::test]
 async fn clients_target_only_matching_addresses() {
     let server = server().await;

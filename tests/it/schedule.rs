@@ -5,27 +5,11 @@
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use toxi::model::Direction;
 use toxi::server::Config;
 
 use crate::support::*;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-async fn round_trip(c: &mut TcpStream, msg: &[u8]) -> Duration {
-    let start = Instant::now();
-    c.write_all(msg).await.unwrap();
-    assert_eq!(read_n(c, msg.len()).await, msg);
-    start.elapsed()
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
 
 /// Polls the registry (no HTTP, so polls stay cheap on a loaded machine) until the toxic's
 /// schedule state reads `want`; returns when that was first seen.

@@ -301,3 +301,21 @@ pub fn spawn_pattern_writer(
         hash.finalize().to_vec()
     })
 }
+
+/// `n` milliseconds.
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Writes `msg` and reads the same bytes back (an echo upstream); returns the time taken.
+pub async fn round_trip(c: &mut TcpStream, msg: &[u8]) -> Duration {
+    let start = tokio::time::Instant::now();
+    c.write_all(msg).await.unwrap();
+    assert_eq!(read_n(c, msg.len()).await, msg);
+    start.elapsed()
+}
+
+/// Parses a JSON reply, naming the text when it is not JSON.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}

@@ -38,17 +38,6 @@ async fn echo_proxy(name: &str) -> (Server, ProxySnapshot) {
     (server, p)
 }
 
-async fn round_trip(c: &mut TcpStream, msg: &[u8]) -> Duration {
-    let start = Instant::now();
-    c.write_all(msg).await.unwrap();
-    assert_eq!(read_n(c, msg.len()).await, msg);
-    start.elapsed()
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
 #[tokio::test]
 async fn latency_applies_per_direction() {
     let (server, p) = echo_proxy("lat").await;
