@@ -227,22 +227,18 @@ fn main() -> ExitCode {
             .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty())
             .collect(),
-        proxy_runtime: None,
+        data_path: toxi::proxy::DataPath::caller(),
         max_toxic_duration: flags.max_toxic_duration,
     };
-    // Two runtimes: the data path (listeners and connections) on a multi-threaded one,
-    // the control API on a thread of its own, so that busy connections never delay it.
-    let runtimes = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("toxi-proxy")
-        .enable_all()
-        .build()
-        .and_then(|proxy| {
-            let api = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            Ok((proxy, api))
-        });
-    let (proxy_runtime, api_runtime) = match runtimes {
+    // The data path (listeners and connections) on one worker thread per core, the
+    // control API on a thread of its own, so that busy connections never delay it.
+    let runtimes = toxi::proxy::Workers::per_core("toxi-proxy").and_then(|workers| {
+        let api = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok((workers, api))
+    });
+    let (workers, api_runtime) = match runtimes {
         Ok(rts) => rts,
         Err(e) => {
             eprintln!("toxi-server: cannot start the runtime: {e}");
@@ -250,7 +246,7 @@ fn main() -> ExitCode {
         }
     };
     let config = Config {
-        proxy_runtime: Some(proxy_runtime.handle().clone()),
+        data_path: workers.data_path(),
         ..config
     };
     let code = api_runtime.block_on(async {
@@ -275,7 +271,7 @@ fn main() -> ExitCode {
         }
         ExitCode::SUCCESS
     });
-    proxy_runtime.shutdown_timeout(Duration::from_secs(2));
+    workers.shutdown(Duration::from_secs(2));
     code
 }
 

@@ -73,10 +73,10 @@ pub struct Config {
     /// Host names the dashboard may be reached by, beyond IP literals and `localhost`
     /// (`-ui-allowed-hosts`).
     pub ui_allowed_hosts: Vec<String>,
-    /// The runtime for the data path (listeners and connections); `None` means the
-    /// runtime `Server::start` is called on. The binary runs the API on a thread of its
-    /// own and passes its multi-threaded data-path runtime here.
-    pub proxy_runtime: Option<tokio::runtime::Handle>,
+    /// Where the data path (listeners and connections) runs; by default on the runtime
+    /// `Server::start` is called on. The binary runs the API on a thread of its own and
+    /// passes its thread-per-core [`Workers`](crate::proxy::Workers) here.
+    pub data_path: crate::proxy::DataPath,
     /// `-max-toxic-duration`: toxics added through the API without a `duration` get this
     /// one, and a longer one is refused.
     pub max_toxic_duration: Option<Duration>,
@@ -98,7 +98,7 @@ impl Default for Config {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             api_token: None,
             ui_allowed_hosts: Vec::new(),
-            proxy_runtime: None,
+            data_path: crate::proxy::DataPath::caller(),
             max_toxic_duration: None,
         }
     }
@@ -148,7 +148,7 @@ impl Server {
                 dial_timeout: config.dial_timeout,
                 held_limit: config.toxic_buffer_bytes,
                 dial_retry: config.dial_retry,
-                runtime: config.proxy_runtime.clone(),
+                data_path: config.data_path.clone(),
             })
             .with_max_toxic_duration(
                 config

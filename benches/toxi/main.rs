@@ -7,9 +7,9 @@
 //! cargo bench --bench toxi -- --help     # options
 //! ```
 //!
-//! The proxy runs in this process on its own multi-thread runtime (threads named
-//! `toxi-proxy`), driven through the registry; the load generator (clients and the upstream
-//! servers) runs on a second runtime, so the two never share a scheduler. The memory figure
+//! The proxy runs in this process on thread-per-core workers as in `toxi-server` (threads
+//! named `toxi-proxy-N`), driven through the registry; the load generator (clients and the
+//! upstream servers) runs on a runtime of its own, so the two never share a scheduler. The memory figure
 //! uses a `toxi-server` subprocess for a clean RSS reading. `--haproxy` adds HAProxy in TCP
 //! mode as a reference proxy (a subprocess). See the README's "Performance" section.
 
@@ -83,7 +83,7 @@ pub struct Params {
 const ENVIRONMENT: &str = "\
 Environment:
   TOXI_BENCH_HAPROXY          HAProxy binary (default: haproxy on PATH or in /usr/sbin)
-  TOXI_BENCH_PROXY_THREADS    worker threads of the proxy runtime (default: one per CPU)
+  TOXI_BENCH_PROXY_THREADS    proxy worker threads (default: one per CPU)
   TOXI_BENCH_LOADGEN_THREADS  worker threads of the load-generator runtime (default: one
                               per CPU)
   TOXI_SERVER_BIN             server binary for the memory figure (default: the one
@@ -149,10 +149,10 @@ struct Args {
     #[arg(long, verbatim_doc_comment)]
     haproxy: bool,
     /// Serve the API on a one-thread runtime of its own instead of sharing
-    /// the proxy runtime, as toxi-server does (the default)
+    /// the first proxy worker, as toxi-server does (the default)
     #[arg(long, verbatim_doc_comment, overrides_with = "shared_api_runtime")]
     separate_api_runtime: bool,
-    /// Serve the API on the proxy runtime instead (for comparison)
+    /// Serve the API on the first proxy worker instead (for comparison)
     #[arg(long, overrides_with = "separate_api_runtime")]
     shared_api_runtime: bool,
     /// Passed by `cargo bench`; ignored
@@ -279,13 +279,12 @@ fn main() {
     let nofile = raise_nofile();
     let started = Instant::now();
 
-    let proxy_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(params.proxy_threads)
-        .thread_name("toxi-proxy")
-        .on_thread_start(alloc::mark_proxy_thread)
-        .enable_all()
-        .build()
-        .expect("proxy runtime");
+    // The data path as toxi-server runs it: one current-thread worker per proxy thread.
+    let workers =
+        toxi::proxy::Workers::start(params.proxy_threads, "toxi-proxy", alloc::mark_proxy_thread)
+            .expect("proxy workers");
+    let data_path = workers.data_path();
+    let proxy_rt = data_path.runtime(0).expect("a worker").clone();
     let loadgen_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(params.loadgen_threads)
         .thread_name("loadgen")
@@ -293,25 +292,29 @@ fn main() {
         .build()
         .expect("load-generator runtime");
 
-    // The API serves on the runtime `Server::start` runs on. By default that is the proxy
-    // runtime, as in `toxi-server`; `--separate-api-runtime` gives it a one-thread runtime
-    // of its own (proxies are still created on the proxy runtime, see `Ctx::proxy`).
-    let api_rt = params.separate_api_runtime.then(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("toxi-api")
-            .on_thread_start(alloc::mark_proxy_thread)
-            .enable_all()
-            .build()
-            .expect("API runtime")
-    });
-    let server_rt = api_rt.as_ref().unwrap_or(&proxy_rt);
-    let server = server_rt
-        .block_on(toxi::server::Server::start(toxi::server::Config {
-            // As in toxi-server: the data path on the proxy runtime, the API on its own.
-            proxy_runtime: Some(proxy_rt.handle().clone()),
-            ..toxi::server::Config::for_tests()
-        }))
+    // The API serves on the runtime `Server::start` runs on. By default that is a one-thread
+    // runtime of its own, as in `toxi-server`; `--shared-api-runtime` puts it on the first
+    // worker instead.
+    let api_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("toxi-api")
+        .on_thread_start(alloc::mark_proxy_thread)
+        .enable_all()
+        .build()
+        .expect("API runtime");
+    let server_rt = if params.separate_api_runtime {
+        api_rt.handle().clone()
+    } else {
+        proxy_rt.clone()
+    };
+    let config = toxi::server::Config {
+        // As in toxi-server: the data path on the workers, the API apart.
+        data_path,
+        ..toxi::server::Config::for_tests()
+    };
+    let server = api_rt
+        .block_on(server_rt.spawn(toxi::server::Server::start(config)))
+        .expect("server task")
         .expect("server starts");
 
     println!(
@@ -366,7 +369,7 @@ fn main() {
     let ctx = figures::Ctx {
         p: params.clone(),
         registry: server.registry().clone(),
-        proxy_rt: proxy_rt.handle().clone(),
+        proxy_rt: proxy_rt.clone(),
         api: server.api_addr(),
         up,
         nofile,
@@ -411,12 +414,10 @@ fn main() {
 
     // Stops HAProxy (its Drop), before any `exit` below could skip that.
     drop(ctx);
-    server_rt.block_on(server.shutdown());
-    if let Some(rt) = api_rt {
-        rt.shutdown_timeout(Duration::from_secs(1));
-    }
+    let _ = api_rt.block_on(server_rt.spawn(server.shutdown()));
+    api_rt.shutdown_timeout(Duration::from_secs(1));
     loadgen_rt.shutdown_timeout(Duration::from_secs(1));
-    proxy_rt.shutdown_timeout(Duration::from_secs(1));
+    workers.shutdown(Duration::from_secs(1));
 
     println!();
     print!("{}", report::table(&rows));

@@ -225,21 +225,40 @@ impl<'a> Link<'a> {
     /// writability. While it waits, a chain edit that adds toxics stops the write
     /// ([`Written::Partial`]), so a toxic added while the peer is not reading takes effect
     /// at once instead of after the peer drains.
+    ///
+    /// The connection's byte count includes `data` before the write, so a client that has
+    /// received the bytes never reads a smaller count from the connections API; what is
+    /// not written after all is taken back.
     async fn write_out(&mut self, data: &[u8]) -> Result<Written, LinkEnd> {
         let mut done = 0;
+        self.conn_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let unwritten = |done: usize| (data.len() - done) as u64;
         while done < data.len() {
             match self.dst.try_write(&data[done..]) {
                 Ok(n) => {
                     done += n;
                     self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
-                    self.conn_bytes.fetch_add(n as u64, Ordering::Relaxed);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.wait_writable().await? {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.wait_writable().await
+                {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        self.conn_bytes
+                            .fetch_sub(unwritten(done), Ordering::Relaxed);
                         return Ok(Written::Partial(done));
                     }
+                    Err(end) => {
+                        self.conn_bytes
+                            .fetch_sub(unwritten(done), Ordering::Relaxed);
+                        return Err(end);
+                    }
+                },
+                Err(_) => {
+                    self.conn_bytes
+                        .fetch_sub(unwritten(done), Ordering::Relaxed);
+                    return Err(LinkEnd::Teardown(CloseKind::Fin));
                 }
-                Err(_) => return Err(LinkEnd::Teardown(CloseKind::Fin)),
             }
         }
         Ok(Written::All)

@@ -32,9 +32,11 @@ mod splice;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 #[path = "splice_unsupported.rs"]
 mod splice;
+mod workers;
 
 pub use crate::metrics::{DirectionCounters, InstanceStats};
 pub use chain::{Chain, ChainEntry};
+pub use workers::{DataPath, Workers};
 
 /// The default of [`EngineConfig::held_limit`] (`-toxic-buffer-bytes`).
 pub const TOXIC_BUFFER_BYTES: usize = 4 << 20;
@@ -55,10 +57,10 @@ pub struct EngineConfig {
     /// How long a refused upstream dial is retried (short backoff) before the client is
     /// closed; zero closes at once, as the reference does.
     pub dial_retry: Duration,
-    /// The runtime that runs listeners and connections. `None` means the runtime of the
-    /// caller. `toxi-server` keeps the data path on its own runtime so that busy
-    /// connections can never delay the control API.
-    pub runtime: Option<tokio::runtime::Handle>,
+    /// The runtimes that run listeners and connections (by default the caller's).
+    /// `toxi-server` runs them on thread-per-core [`Workers`], apart from the control
+    /// API, so that busy connections can never delay it.
+    pub data_path: DataPath,
 }
 
 impl Default for EngineConfig {
@@ -68,7 +70,7 @@ impl Default for EngineConfig {
             dial_timeout: Duration::from_secs(10),
             held_limit: TOXIC_BUFFER_BYTES,
             dial_retry: DEFAULT_DIAL_RETRY,
-            runtime: None,
+            data_path: DataPath::caller(),
         }
     }
 }
@@ -145,9 +147,10 @@ impl Running {
             .local_addr()
             .map_err(|e| format!("listen tcp {listen}: {}", crate::gocompat::errno_text(&e)))?
             .to_string();
-        // Register the listener with the data-path runtime's reactor, and run its accept
-        // loop (and so every connection it spawns) there.
-        let _entered = config.runtime.as_ref().map(|h| h.enter());
+        // Register the listener with its worker's reactor and run the accept loop there;
+        // the loop hands each client to the least busy worker.
+        let home = config.data_path.accept_slot();
+        let _entered = home.map(|slot| config.data_path.handle(slot).enter());
         let listener = tokio::net::TcpListener::from_std(std_listener)
             .map_err(|e| format!("listen tcp {listen}: {}", crate::gocompat::errno_text(&e)))?;
         let inst = Arc::new(Instance {
@@ -174,6 +177,7 @@ impl Running {
             stop_accepting.clone(),
             cancel.clone(),
             connections.clone(),
+            home.map(|slot| (config.data_path.clone(), slot)),
         ));
         drop(_entered);
         tracing::info!(name, listen = %bound, upstream, "Started proxy");
@@ -224,12 +228,17 @@ impl Running {
 
 /// Accepts clients until cancelled. Accept errors (such as too many open files) back off
 /// and retry; the loop never dies while the proxy reports itself enabled.
+///
+/// With workers (`home`: the data path and the worker this loop runs on), each client goes
+/// to the worker with the fewest connections. One that stays here is served at once; one
+/// that moves is deregistered here and registered on its worker, before any byte moves.
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     inst: Arc<Instance>,
     cancel: CancellationToken,
     connections_cancel: CancellationToken,
     connections: TaskTracker,
+    home: Option<(DataPath, usize)>,
 ) {
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -242,13 +251,31 @@ async fn accept_loop(
             Ok((sock, peer)) => {
                 backoff = Duration::from_millis(5);
                 let seq = inst.next_seq.fetch_add(1, Ordering::Relaxed);
-                connections.spawn(connection::serve(
-                    sock,
-                    peer,
-                    inst.clone(),
-                    seq,
-                    connections_cancel.child_token(),
-                ));
+                let token = connections_cancel.child_token();
+                let Some((path, here)) = &home else {
+                    connections.spawn(connection::serve(sock, peer, inst.clone(), seq, token));
+                    continue;
+                };
+                let to = path.pick(*here);
+                let counted = path.enter(to);
+                let inst = inst.clone();
+                if to == *here {
+                    connections.spawn(async move {
+                        connection::serve(sock, peer, inst, seq, token).await;
+                        drop(counted);
+                    });
+                    continue;
+                }
+                let Ok(sock) = sock.into_std() else { continue };
+                connections.spawn_on(
+                    async move {
+                        if let Ok(sock) = tokio::net::TcpStream::from_std(sock) {
+                            connection::serve(sock, peer, inst, seq, token).await;
+                        }
+                        drop(counted);
+                    },
+                    path.handle(to),
+                );
             }
             Err(e) => {
                 tracing::warn!(name = %inst.name, error = %e, "Error while accepting client");

@@ -19,3 +19,4 @@ mod process;
 mod proxies;
 mod schedule;
 mod toxics;
+mod workers;

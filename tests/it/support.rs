@@ -76,9 +76,20 @@ pub async fn server() -> Server {
     server_with(Config::for_tests()).await
 }
 
-pub async fn server_with(config: Config) -> Server {
+/// Starts a server with `config`. Unless the config says otherwise, its data path runs on
+/// the suite's thread-per-core workers (two, shared by every test), as `toxi-server` runs.
+pub async fn server_with(mut config: Config) -> Server {
     raise_nofile();
+    if config.data_path.is_empty() {
+        config.data_path = workers().data_path();
+    }
     Server::start(config).await.expect("server starts")
+}
+
+/// The suite's proxy workers.
+pub fn workers() -> &'static toxi::proxy::Workers {
+    static WORKERS: std::sync::OnceLock<toxi::proxy::Workers> = std::sync::OnceLock::new();
+    WORKERS.get_or_init(|| toxi::proxy::Workers::start(2, "toxi-proxy", || {}).expect("workers"))
 }
 
 /// The activation counter of a toxic (`toxi_toxic_activations_total`): how many links it

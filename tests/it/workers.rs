@@ -1,0 +1,134 @@
+//! Thread-per-core workers (`toxi::proxy::Workers`): connections spread evenly, bytes stay
+//! exact across workers, toxic edits reach every worker, and stopping frees everything.
+
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use toxi::client::NewToxic;
+use toxi::proxy::Workers;
+use toxi::server::Config;
+
+use crate::support::*;
+
+/// A server on workers of its own, so that the per-worker counts are this test's alone.
+async fn server_on(workers: &Workers) -> toxi::server::Server {
+    server_with(Config {
+        data_path: workers.data_path(),
+        ..Config::for_tests()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn connections_spread_evenly_and_stay_exact() {
+    let workers = Workers::start(2, "toxi-test-spread", || {}).unwrap();
+    let server = server_on(&workers).await;
+    let p = proxy(&server, "spread", echo_upstream().await).await;
+    let path = workers.data_path();
+
+    // Each client is handed to the least busy worker: ten clients, five each.
+    let mut socks = Vec::new();
+    for i in 0..10u8 {
+        let mut s = connect(&p).await;
+        round_trip(&mut s, &[i; 11]).await;
+        socks.push(s);
+    }
+    assert_eq!(path.connections(), vec![5, 5]);
+
+    // Streams on both workers, with a toxic added and removed mid-stream: every byte
+    // arrives once and in order.
+    let mut tasks = Vec::new();
+    for (i, mut s) in socks.drain(..).enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let data = pattern(256 * 1024, i as u64);
+            let (mut r, mut w) = s.split();
+            let (got, _) = tokio::join!(
+                async {
+                    let mut got = Vec::new();
+                    tokio::io::AsyncReadExt::read_to_end(&mut r, &mut got)
+                        .await
+                        .unwrap();
+                    got
+                },
+                async {
+                    for part in data.chunks(4096) {
+                        w.write_all(part).await.unwrap();
+                    }
+                    w.shutdown().await.unwrap();
+                }
+            );
+            assert!(got == data, "stream {i}: {} bytes back", got.len());
+        }));
+    }
+    let client = server.client();
+    client
+        .add_toxic("spread", &NewToxic::new("latency").attribute("latency", 5))
+        .await
+        .unwrap();
+    client
+        .remove_toxic("spread", "latency_downstream")
+        .await
+        .unwrap();
+    within("streams end", async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    })
+    .await;
+    eventually("connections counted off", || async {
+        match path.connections() {
+            c if c == [0, 0] => Ok(()),
+            c => Err(c),
+        }
+    })
+    .await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_toxic_reaches_connections_on_every_worker() {
+    let workers = Workers::start(2, "toxi-test-toxic", || {}).unwrap();
+    let server = server_on(&workers).await;
+    let p = proxy(&server, "slow", echo_upstream().await).await;
+    let mut socks = Vec::new();
+    for i in 0..4u8 {
+        let mut s = connect(&p).await;
+        round_trip(&mut s, &[i; 8]).await;
+        socks.push(s);
+    }
+    assert_eq!(workers.data_path().connections(), vec![2, 2]);
+    server
+        .client()
+        .add_toxic("slow", &NewToxic::new("latency").attribute("latency", 100))
+        .await
+        .unwrap();
+    for s in &mut socks {
+        let took = round_trip(s, b"ping").await;
+        assert!(took >= ms(100), "round trip {took:?} on a 100 ms latency");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn stopping_the_workers_closes_their_connections() {
+    let workers = Workers::start(2, "toxi-test-stop", || {}).unwrap();
+    let server = server_on(&workers).await;
+    let p = proxy(&server, "stop", echo_upstream().await).await;
+    let mut socks = Vec::new();
+    for i in 0..4u8 {
+        let mut s = connect(&p).await;
+        round_trip(&mut s, &[i; 8]).await;
+        socks.push(s);
+    }
+    let stopped = tokio::task::spawn_blocking(move || {
+        let t0 = std::time::Instant::now();
+        workers.shutdown(Duration::from_secs(1));
+        t0.elapsed()
+    });
+    let took = within("workers stop", stopped).await.unwrap();
+    assert!(took < patience(), "shutdown took {took:?}");
+    for s in &mut socks {
+        expect_closed(s).await;
+    }
+    drop(server);
+}
