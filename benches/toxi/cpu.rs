@@ -5,8 +5,20 @@ use std::time::Duration;
 
 /// Total CPU time of the threads whose name starts with `prefix`.
 pub fn threads(prefix: &str) -> Duration {
+    threads_any(&[prefix])
+}
+
+/// Name prefixes of the proxy's threads: the multi-thread runtime's `toxi-proxy` workers,
+/// or per-core runtimes' `toxi-worker-N` threads. Edit here if the names change.
+pub const PROXY_THREADS: &[&str] = &["toxi-proxy", "toxi-worker"];
+
+/// Total CPU time of the threads whose name starts with any of `prefixes`.
+pub fn threads_any(prefixes: &[&str]) -> Duration {
     tasks("/proc/self/task", |path| {
-        std::fs::read_to_string(path.join("comm")).is_ok_and(|c| c.trim_end().starts_with(prefix))
+        std::fs::read_to_string(path.join("comm")).is_ok_and(|c| {
+            let name = c.trim_end();
+            prefixes.iter().any(|p| name.starts_with(p))
+        })
     })
 }
 
@@ -48,7 +60,7 @@ pub struct Split {
 
 pub fn split() -> Split {
     Split {
-        proxy: threads("toxi-proxy"),
+        proxy: threads_any(PROXY_THREADS),
         loadgen: threads("loadgen"),
     }
 }

@@ -158,15 +158,15 @@ fn reference_row(
 /// The reference proxy's samples for a figure that also reports CPU time: each sample
 /// adds its value, the CPU time of the load generator and of the reference process, and
 /// the units of work (bytes, connections) those are divided by. After a failed sample no
-/// more are taken.
-struct ReferenceSamples {
-    values: Res<Vec<f64>>,
+/// more are taken. A value is a number (`f64`) or a whole sample (latencies).
+struct ReferenceSamples<T = f64> {
+    values: Res<Vec<T>>,
     loadgen: Duration,
     proxy: Duration,
     units: f64,
 }
 
-impl ReferenceSamples {
+impl<T> ReferenceSamples<T> {
     fn new() -> Self {
         ReferenceSamples {
             values: Ok(Vec::new()),
@@ -185,7 +185,7 @@ impl ReferenceSamples {
         sample: F,
     ) where
         F: FnOnce(SocketAddr) -> Fut,
-        Fut: std::future::Future<Output = Res<(f64, f64)>>,
+        Fut: std::future::Future<Output = Res<(T, f64)>>,
     {
         let (Some(hp), Ok(values)) = (&ctx.haproxy, self.values.as_mut()) else {
             return;
@@ -202,6 +202,32 @@ impl ReferenceSamples {
         }
     }
 
+    /// The "    CPU {what}: load generator / HAProxy" row, each side formatted by `per`;
+    /// `None` without a reference or after a failed sample.
+    fn cpu_row(&self, ctx: &Ctx, what: &str, per: impl Fn(Duration, f64) -> String) -> Option<Row> {
+        let hp = ctx.haproxy.as_ref()?;
+        self.values.as_ref().ok()?;
+        Some(Row::info(
+            &format!("    CPU {what}: load generator / {}", hp.label),
+            "-".into(),
+            format!(
+                "{} / {}",
+                per(self.loadgen, self.units),
+                per(self.proxy, self.units)
+            ),
+        ))
+    }
+}
+
+impl ReferenceSamples<f64> {
+    /// The median of the samples, if there are any and none failed.
+    fn median(&self) -> Option<f64> {
+        match &self.values {
+            Ok(v) if !v.is_empty() => Some(median(v.clone())),
+            _ => None,
+        }
+    }
+
     /// The reference row under the toxi figure, then its CPU row ("    CPU {what}: load
     /// generator / HAProxy", each side formatted by `per`); nothing without a reference.
     fn rows(
@@ -213,10 +239,10 @@ impl ReferenceSamples {
         what: &str,
         per: impl Fn(Duration, f64) -> String,
     ) -> Vec<Row> {
-        let Some(hp) = &ctx.haproxy else {
+        if ctx.haproxy.is_none() {
             return Vec::new();
-        };
-        let cpu_ok = self.values.is_ok();
+        }
+        let cpu = self.cpu_row(ctx, what, per);
         let mut rows = vec![reference_row(
             ctx,
             direct,
@@ -224,17 +250,7 @@ impl ReferenceSamples {
             self.values.map(median),
             fmt,
         )];
-        if cpu_ok {
-            rows.push(Row::info(
-                &format!("    CPU {what}: load generator / {}", hp.label),
-                "-".into(),
-                format!(
-                    "{} / {}",
-                    per(self.loadgen, self.units),
-                    per(self.proxy, self.units)
-                ),
-            ));
-        }
+        rows.extend(cpu);
         rows
     }
 }
@@ -348,62 +364,176 @@ pub async fn bulk8(ctx: &Ctx) -> Res<Vec<Row>> {
 pub async fn rtt(ctx: &Ctx) -> Res<Vec<Row>> {
     let proxied = ctx.proxy("bench_echo", ctx.up.echo).await?;
     let iters = ctx.p.rtt_iters;
-    let reference = ctx.haproxy.as_ref().map(|h| h.echo);
-    let (d, t, h) = alternate_with(ctx.p.rounds, ctx.up.echo, proxied, reference, |a| {
-        load::rtt(a, iters)
-    })
-    .await?;
+    // Round trips per sample, warm-up included: the CPU time covers them all.
+    let per_sample = (iters + load::RTT_WARMUP) as f64;
+    let (mut d, mut t) = (Vec::new(), Vec::new());
+    let (mut d_cpu, mut t_cpu) = (cpu::Split::ZERO, cpu::Split::ZERO);
+    let mut h = ReferenceSamples::<Vec<u64>>::new();
+    for _ in 0..ctx.p.rounds {
+        let c0 = cpu::split();
+        d.push(
+            load::rtt(ctx.up.echo, iters)
+                .await
+                .map_err(|e| format!("direct: {e}"))?,
+        );
+        let c1 = cpu::split();
+        t.push(
+            load::rtt(proxied, iters)
+                .await
+                .map_err(|e| format!("toxi: {e}"))?,
+        );
+        let c2 = cpu::split();
+        d_cpu = d_cpu + (c1 - c0);
+        t_cpu = t_cpu + (c2 - c1);
+        h.take(
+            ctx,
+            |hp| hp.echo,
+            |addr| async move { Ok((load::rtt(addr, iters).await?, per_sample)) },
+        )
+        .await;
+    }
+    let units = per_sample * ctx.p.rounds as f64;
+    let us_per = |cpu: Duration, n: f64| format!("{:.1}", cpu.as_secs_f64() * 1e6 / n.max(1.0));
+    // The median over rounds of each round's quantile `p`, in µs.
     let q =
         |v: &[Vec<u64>], p: f64| median(v.iter().map(|s| quantile(s, p) as f64 / 1e3).collect());
-    let (d50, t50, d99, t99) = (q(&d, 0.5), q(&t, 0.5), q(&d, 0.99), q(&t, 0.99));
-    let reference = h.map(|h| {
-        let label = ctx
-            .haproxy
-            .as_ref()
-            .map_or("reference", |h| h.label.as_str());
-        let figure = format!("  {label} (TCP mode), p50 / p99");
-        match h {
-            Ok(h) => {
-                let (h50, h99) = (q(&h, 0.5), q(&h, 0.99));
-                Row::info(
-                    &figure,
-                    format!("{d50:.1} / {d99:.1} µs"),
-                    format!(
-                        "{h50:.1} (+{:.1}) / {h99:.1} (+{:.1}) µs",
-                        h50 - d50,
-                        h99 - d99
-                    ),
-                )
-                .with_target(format!(
-                    "added p50: toxi {:.1}, {label} {:.1}",
-                    t50 - d50,
-                    h50 - d50
-                ))
-            }
-            Err(e) => Row::error(&figure, e).without_target(),
-        }
-    });
-    let mut rows = vec![
-        Row::added(
-            "round trip 1-64 B, p50",
-            format!("{d50:.1} µs"),
-            format!("{t50:.1} µs (+{:.1})", t50 - d50),
-            t50 / d50,
-            t50 - d50,
-            Some(15.0),
-            "added < 15 µs",
+    let levels = [("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999)];
+    let dq = levels.map(|(_, p)| q(&d, p));
+    let tq = levels.map(|(_, p)| q(&t, p));
+    let mut rows = Vec::new();
+    for (i, (name, _)) in levels.iter().enumerate() {
+        let (dv, tv) = (dq[i], tq[i]);
+        let (limit, target) = if i == 0 {
+            (Some(15.0), "added < 15 µs")
+        } else {
+            (None, "-")
+        };
+        rows.push(Row::added(
+            &format!("round trip 1-64 B, {name}"),
+            format!("{dv:.1} µs"),
+            format!("{tv:.1} µs (+{:.1})", tv - dv),
+            tv / dv,
+            tv - dv,
+            limit,
+            target,
+        ));
+    }
+    rows.push(Row::info(
+        "  CPU µs per round trip: load generator / proxy",
+        format!("{} / -", us_per(d_cpu.loadgen, units)),
+        format!(
+            "{} / {}",
+            us_per(t_cpu.loadgen, units),
+            us_per(t_cpu.proxy, units)
         ),
-        Row::added(
-            "round trip 1-64 B, p99",
-            format!("{d99:.1} µs"),
-            format!("{t99:.1} µs (+{:.1})", t99 - d99),
-            t99 / d99,
-            t99 - d99,
-            None,
-            "-",
+    ));
+    let Some(hp) = &ctx.haproxy else {
+        return Ok(rows);
+    };
+    let label = hp.label.as_str();
+    let figure = format!("  {label} (TCP mode), p50 / p99 / p99.9");
+    let cpu_row = h.cpu_row(ctx, "µs per round trip", us_per);
+    match &h.values {
+        Ok(hv) => {
+            let hq = levels.map(|(_, p)| q(hv, p));
+            let cells: Vec<String> = (0..3)
+                .map(|i| format!("{:.1} (+{:.1})", hq[i], hq[i] - dq[i]))
+                .collect();
+            rows.push(Row::info(
+                &figure,
+                format!("{:.1} / {:.1} / {:.1} µs", dq[0], dq[1], dq[2]),
+                format!("{} µs", cells.join(" / ")),
+            ));
+            // Added latency, toxi against HAProxy: toxi should add no more at p50 and p99.
+            for (i, (name, _)) in levels.iter().enumerate() {
+                let (ta, ha) = (tq[i] - dq[i], hq[i] - dq[i]);
+                let target = if i < 2 {
+                    format!("toxi ≤ {label}")
+                } else {
+                    "-".into()
+                };
+                rows.push(Row::value(
+                    &format!("    added {name}: toxi / {label}"),
+                    "-".into(),
+                    format!("{ta:.1} / {ha:.1} µs"),
+                    format!("{:+.1} µs", ta - ha),
+                    ta <= ha,
+                    &target,
+                ));
+            }
+            rows.extend(cpu_row);
+        }
+        Err(e) => rows.push(Row::error(&figure, e.clone()).without_target()),
+    }
+    Ok(rows)
+}
+
+/// Keep-alive connections of the 11-byte request/response figure, as `wrk -c10`.
+const RR11_CONNS: usize = 10;
+
+/// HTTP/1.1 keep-alive request/response rate with 11-byte responses (`hello world`) over
+/// [`RR11_CONNS`] connections in closed loops, through a `tcp` proxy: the small-message
+/// rate a web sidecar sees. Target: at least HAProxy's rate in the same run.
+pub async fn rr11(ctx: &Ctx) -> Res<Vec<Row>> {
+    let proxied = ctx.proxy("bench_hello", ctx.up.hello).await?;
+    let dur = ctx.p.sample;
+    let (mut d, mut t) = (Vec::new(), Vec::new());
+    let (mut d_cpu, mut t_cpu) = (cpu::Split::ZERO, cpu::Split::ZERO);
+    let (mut d_n, mut t_n) = (0u64, 0u64);
+    let mut h = ReferenceSamples::new();
+    for _ in 0..ctx.p.rounds {
+        let c0 = cpu::split();
+        let (rate, n) = load::hello_rate(ctx.up.hello, RR11_CONNS, dur)
+            .await
+            .map_err(|e| format!("direct: {e}"))?;
+        let c1 = cpu::split();
+        d.push(rate);
+        d_n += n;
+        let (rate, n) = load::hello_rate(proxied, RR11_CONNS, dur)
+            .await
+            .map_err(|e| format!("toxi: {e}"))?;
+        let c2 = cpu::split();
+        t.push(rate);
+        t_n += n;
+        d_cpu = d_cpu + (c1 - c0);
+        t_cpu = t_cpu + (c2 - c1);
+        h.take(
+            ctx,
+            |hp| hp.hello,
+            |addr| async move {
+                let (rate, n) = load::hello_rate(addr, RR11_CONNS, dur).await?;
+                Ok((rate, n as f64))
+            },
+        )
+        .await;
+    }
+    let (d, t) = (median(d), median(t));
+    let us_per = |cpu: Duration, n: f64| format!("{:.1}", cpu.as_secs_f64() * 1e6 / n.max(1.0));
+    let reqs = |v: f64| format!("{v:.0} req/s");
+    let (ok, target) = match (&ctx.haproxy, h.median()) {
+        (Some(hp), Some(hr)) => (t / hr >= 1.0, format!("≥ 1.0× {}", hp.label)),
+        _ => (true, "-".to_string()),
+    };
+    let mut rows = vec![
+        Row::value(
+            &format!("HTTP keep-alive 11 B responses, {RR11_CONNS} conns"),
+            reqs(d),
+            reqs(t),
+            format!("{:.2}×", t / d),
+            ok,
+            &target,
+        ),
+        Row::info(
+            "  CPU µs per request: load generator / proxy",
+            format!("{} / -", us_per(d_cpu.loadgen, d_n as f64)),
+            format!(
+                "{} / {}",
+                us_per(t_cpu.loadgen, t_n as f64),
+                us_per(t_cpu.proxy, t_n as f64)
+            ),
         ),
     ];
-    rows.extend(reference);
+    rows.extend(h.rows(ctx, d, t, reqs, "µs per request", us_per));
     Ok(rows)
 }
 

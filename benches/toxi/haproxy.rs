@@ -21,6 +21,7 @@ pub struct Haproxy {
     pub echo: SocketAddr,
     pub echo_small: SocketAddr,
     pub oneshot: SocketAddr,
+    pub hello: SocketAddr,
 }
 
 impl Drop for Haproxy {
@@ -78,6 +79,7 @@ pub async fn start(bin: PathBuf, threads: usize, nofile: u64, up: &Upstreams) ->
         ("echo", up.echo),
         ("echo_small", up.echo_small),
         ("oneshot", up.oneshot),
+        ("hello", up.hello),
     ];
     let mut config = format!(
         "global\n  nbthread {threads}\n  maxconn {maxconn}\n\
@@ -115,6 +117,7 @@ pub async fn start(bin: PathBuf, threads: usize, nofile: u64, up: &Upstreams) ->
         echo: listen[1],
         echo_small: listen[2],
         oneshot: listen[3],
+        hello: listen[4],
     };
     let t0 = Instant::now();
     for addr in listen {

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Barrier;
 
-use crate::upstream::ONESHOT_LEN;
+use crate::upstream::{HELLO_RESPONSE, ONESHOT_LEN};
 
 pub type Res<T> = Result<T, String>;
 
@@ -128,19 +128,22 @@ pub async fn bulk_allocs(addr: SocketAddr, dur: Duration) -> Res<(u64, u64, u64)
 }
 
 /// Ping-pong of 1..=64-byte messages over one echo connection; returns RTTs in ns, sorted.
+/// Unmeasured ping-pongs before a round-trip sample.
+pub const RTT_WARMUP: usize = 200;
+
 pub async fn rtt(addr: SocketAddr, iters: usize) -> Res<Vec<u64>> {
     let mut s = connect(addr).await?;
     let out = [0x42u8; 64];
     let mut back = [0u8; 64];
     let mut samples = Vec::with_capacity(iters);
     within(Duration::from_secs(30), "ping-pong", async {
-        for i in 0..(iters + 200) {
+        for i in 0..(iters + RTT_WARMUP) {
             let len = 1 + i % 64;
             let t0 = Instant::now();
             s.write_all(&out[..len]).await?;
             s.read_exact(&mut back[..len]).await?;
             let ns = t0.elapsed().as_nanos() as u64;
-            if i >= 200 {
+            if i >= RTT_WARMUP {
                 samples.push(ns);
             }
         }
@@ -475,6 +478,48 @@ pub async fn http_rate(
         total += t.await.map_err(|e| e.to_string())??;
     }
     Ok(total as f64 / t0.elapsed().as_secs_f64())
+}
+
+/// The request of [`hello_rate`]: a small GET, as wrk sends.
+const HELLO_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+/// `conns` keep-alive connections to the `hello` upstream (or a proxy of it), each in a
+/// closed loop for `dur`: write a GET, read the whole 11-byte response (checked byte for
+/// byte), repeat. Returns (requests/s, requests).
+pub async fn hello_rate(addr: SocketAddr, conns: usize, dur: Duration) -> Res<(f64, u64)> {
+    let mut socks = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        socks.push(connect(addr).await?);
+    }
+    let t0 = Instant::now();
+    let mut tasks = Vec::with_capacity(conns);
+    for mut s in socks {
+        tasks.push(tokio::spawn(within(
+            dur + Duration::from_secs(10),
+            "keep-alive GET",
+            async move {
+                let mut resp = [0u8; HELLO_RESPONSE.len()];
+                let mut count = 0u64;
+                while t0.elapsed() < dur {
+                    s.write_all(HELLO_REQUEST).await?;
+                    s.read_exact(&mut resp).await?;
+                    if resp[..] != *HELLO_RESPONSE {
+                        return Err(std::io::Error::other(format!(
+                            "unexpected response {:?}",
+                            String::from_utf8_lossy(&resp)
+                        )));
+                    }
+                    count += 1;
+                }
+                Ok::<_, std::io::Error>(count)
+            },
+        )));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.map_err(|e| e.to_string())??;
+    }
+    Ok((total as f64 / t0.elapsed().as_secs_f64(), total))
 }
 
 /// Streams `GET /1g` (`len` bytes) through `addr` on one connection, reading in 64 KiB

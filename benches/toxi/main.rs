@@ -29,11 +29,12 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: alloc::Counting = alloc::Counting;
 
-const FIGURES: [&str; 15] = [
+const FIGURES: [&str; 16] = [
     "bulk",
     "bulk8",
     "rtt",
     "rr64k",
+    "rr11",
     "connrate",
     "memory",
     "held",
@@ -78,6 +79,8 @@ pub struct Params {
     pub separate_api_runtime: bool,
     /// Measure HAProxy (TCP mode) beside toxi.
     pub haproxy: bool,
+    /// Print the final table as README-ready Markdown.
+    pub markdown: bool,
 }
 
 const ENVIRONMENT: &str = "\
@@ -145,9 +148,14 @@ struct Args {
     strict: bool,
     /// Also measure HAProxy in TCP mode (as many threads as the proxy
     /// runtime) on the same upstreams, alternating with direct and toxi:
-    /// bulk, bulk8, rtt, rr64k, connrate and memory get a reference row
+    /// bulk, bulk8, rtt, rr64k, rr11, connrate and memory get a reference
+    /// row
     #[arg(long, verbatim_doc_comment)]
     haproxy: bool,
+    /// Print the final table as compact Markdown, ready to paste into the
+    /// README (indents as &nbsp;)
+    #[arg(long, verbatim_doc_comment)]
+    markdown: bool,
     /// Serve the API on a one-thread runtime of its own instead of sharing
     /// the first proxy worker, as toxi-server does (the default)
     #[arg(long, verbatim_doc_comment, overrides_with = "shared_api_runtime")]
@@ -251,6 +259,7 @@ fn parse_args() -> Option<Params> {
         loadgen_threads: env_threads("TOXI_BENCH_LOADGEN_THREADS"),
         separate_api_runtime: !args.shared_api_runtime,
         haproxy: args.haproxy,
+        markdown: args.markdown,
     })
 }
 
@@ -390,6 +399,7 @@ fn main() {
                 "bulk8" => figures::bulk8(&ctx).await,
                 "rtt" => figures::rtt(&ctx).await,
                 "rr64k" => figures::rr64k(&ctx).await,
+                "rr11" => figures::rr11(&ctx).await,
                 "connrate" => figures::connrate(&ctx).await,
                 "memory" => figures::memory(&ctx).await,
                 "held" => figures::held(&ctx).await,
@@ -420,7 +430,11 @@ fn main() {
     workers.shutdown(Duration::from_secs(1));
 
     println!();
-    print!("{}", report::table(&rows));
+    if params.markdown {
+        print!("{}", report::markdown(&rows));
+    } else {
+        print!("{}", report::table(&rows));
+    }
     let missed = rows.iter().filter(|r| r.ok == Some(false)).count();
     println!();
     println!(

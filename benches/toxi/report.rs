@@ -87,12 +87,6 @@ impl Row {
         self
     }
 
-    /// Sets the target column's text (no verdict).
-    pub fn with_target(mut self, text: String) -> Row {
-        self.target = text;
-        self
-    }
-
     pub fn error(figure: &str, msg: String) -> Row {
         Row {
             figure: figure.into(),
@@ -105,11 +99,10 @@ impl Row {
     }
 }
 
-/// Renders rows as a plain-text table that is also valid Markdown.
-pub fn table(rows: &[Row]) -> String {
-    let header = ["figure", "direct", "toxi", "ratio", "target", "ok?"];
-    let cells: Vec<[String; 6]> = rows
-        .iter()
+const HEADER: [&str; 6] = ["figure", "direct", "toxi", "ratio", "target", "ok?"];
+
+fn cells(rows: &[Row]) -> Vec<[String; 6]> {
+    rows.iter()
         .map(|r| {
             [
                 r.figure.clone(),
@@ -124,7 +117,35 @@ pub fn table(rows: &[Row]) -> String {
                 },
             ]
         })
-        .collect();
+        .collect()
+}
+
+/// Renders rows as compact Markdown, as the README's results table has it: no padding,
+/// a figure's leading spaces as `&nbsp;` (Markdown would drop them), `|` escaped.
+pub fn markdown(rows: &[Row]) -> String {
+    let line = |c: &[String]| {
+        let parts: Vec<String> = c
+            .iter()
+            .map(|s| {
+                let body = s.trim_start_matches(' ');
+                let indent = "&nbsp;".repeat(s.len() - body.len());
+                format!("{indent}{}", body.replace('|', "\\|"))
+            })
+            .collect();
+        format!("| {} |\n", parts.join(" | "))
+    };
+    let mut out = line(&HEADER.map(String::from));
+    out.push_str("|---|---|---|---|---|---|\n");
+    for c in &cells(rows) {
+        out.push_str(&line(c));
+    }
+    out
+}
+
+/// Renders rows as a plain-text table that is also valid Markdown.
+pub fn table(rows: &[Row]) -> String {
+    let header = HEADER;
+    let cells = cells(rows);
     let width = |i: usize| {
         cells
             .iter()

@@ -30,7 +30,13 @@ pub struct Upstreams {
     /// [`HUGE_LEN`] bytes, a request with a body (`Content-Length`) answers how many bytes
     /// it read, in decimal; anything else answers `hello world` (11 bytes).
     pub http: SocketAddr,
+    /// HTTP/1.1 keep-alive as lean as it gets: every request head (up to its blank line)
+    /// gets [`HELLO_RESPONSE`], an 11-byte `hello world`; requests carry no body.
+    pub hello: SocketAddr,
 }
+
+/// The one response of the `hello` upstream.
+pub const HELLO_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world";
 
 /// The `GET /1g` body of the HTTP upstream: 1 GiB.
 pub const HUGE_LEN: u64 = 1 << 30;
@@ -44,6 +50,7 @@ impl Upstreams {
             oneshot: serve(oneshot).await,
             source: serve(source).await,
             http: serve(http).await,
+            hello: serve(hello).await,
         }
     }
 }
@@ -207,6 +214,38 @@ async fn http(mut sock: TcpStream) {
                 return;
             }
             left -= n as u64;
+        }
+    }
+}
+
+/// Answers each request head with [`HELLO_RESPONSE`], without parsing or allocating per
+/// request: it only tracks the `\r\n\r\n` that ends a head, across reads, so pipelined
+/// requests get one write of all their responses.
+async fn hello(mut sock: TcpStream) {
+    let mut buf = [0u8; 4096];
+    let mut out = Vec::with_capacity(HELLO_RESPONSE.len() * 16);
+    // How much of "\r\n\r\n" the bytes so far end with.
+    let mut matched = 0u8;
+    loop {
+        let n = match sock.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        out.clear();
+        for &b in &buf[..n] {
+            matched = match (matched, b) {
+                (2, b'\r') => 3,
+                (_, b'\r') => 1,
+                (1, b'\n') => 2,
+                (3, b'\n') => {
+                    out.extend_from_slice(HELLO_RESPONSE);
+                    0
+                }
+                _ => 0,
+            };
+        }
+        if !out.is_empty() && sock.write_all(&out).await.is_err() {
+            return;
         }
     }
 }
