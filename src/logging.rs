@@ -92,23 +92,24 @@ pub fn filter(level: LevelFilter) -> Targets {
 /// Keeps the log writer thread alive; dropping it flushes the lines still queued.
 #[must_use = "logs written after the guard is dropped may be lost"]
 pub struct LogGuard {
-    _worker: Option<tracing_appender::non_blocking::WorkerGuard>,
+    _worker: Option<batch::Guard>,
 }
 
 /// Installs the global subscriber from `LOG_LEVEL` and `LOG_FORMAT`, writing to stdout.
 /// Does nothing if a subscriber is already installed. Invalid values are logged once the
 /// logger is up.
 ///
-/// Lines go to stdout through a writer thread and a bounded queue, so a stalled stdout
-/// (a full pipe nobody reads) never blocks a proxy or the API: while the queue is full,
-/// new lines are dropped. Keep the returned guard until exit; dropping it flushes.
+/// Lines go to stdout through a writer thread and a bounded buffer ([`batch`]), so a
+/// stalled stdout (a full pipe nobody reads) never blocks a proxy or the API: while the
+/// buffer is full, new lines are dropped. Keep the returned guard until exit; dropping it
+/// flushes.
 pub fn init() -> LogGuard {
     let env = |name| std::env::var(name).ok();
     let level = parse_level(env("LOG_LEVEL").as_deref());
     let format = parse_format(env("LOG_FORMAT").as_deref());
     let max = level.as_ref().copied().unwrap_or(LevelFilter::TRACE);
     let registry = tracing_subscriber::registry().with(filter(max));
-    let (stdout, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let (stdout, guard) = batch::stdout();
     let installed = match format.clone().unwrap_or(Format::Json) {
         Format::Json => registry.with(json_layer(stdout)).try_init(),
         Format::Text => registry
@@ -399,5 +400,196 @@ mod tests {
         let mut s = String::new();
         crate::model::json::write_str_plain(&mut s, "a\"b\\c\nd\u{1}é<>&");
         assert_eq!(s, r#""a\"b\\c\nd\u0001é<>&""#);
+    }
+}
+
+/// The stdout writer: lines are appended to a bounded shared buffer, and one writer thread
+/// moves the buffer to stdout in batches. The thread is woken only when a line lands in an
+/// empty buffer, and then gathers for [`batch::GATHER`] before it writes, so a server
+/// logging a line per connection costs one wake-up per batch instead of one per line
+/// (the logging thread never spins or wakes per line). A full buffer (stdout stalled)
+/// drops new lines and counts them; the count is logged once stdout moves again.
+mod batch {
+    use std::io::{self, Write};
+    use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+    use std::time::Duration;
+
+    /// How long the writer gathers lines after the first of a batch.
+    pub(super) const GATHER: Duration = Duration::from_millis(2);
+    /// The most bytes held for a stalled stdout before lines are dropped.
+    const CAP: usize = 8 << 20;
+
+    #[derive(Default)]
+    struct State {
+        buf: Vec<u8>,
+        dropped: u64,
+        closed: bool,
+    }
+
+    #[derive(Default)]
+    struct Shared {
+        state: Mutex<State>,
+        ready: Condvar,
+    }
+
+    impl Shared {
+        fn lock(&self) -> MutexGuard<'_, State> {
+            self.state.lock().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+
+    /// What the formatting layer writes to (one `write` per line).
+    #[derive(Clone)]
+    pub(super) struct Writer(Arc<Shared>);
+
+    impl Write for Writer {
+        fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+            let mut st = self.0.lock();
+            if st.buf.len() + line.len() > CAP {
+                st.dropped += 1;
+                return Ok(line.len());
+            }
+            let wake = st.buf.is_empty();
+            st.buf.extend_from_slice(line);
+            drop(st);
+            if wake {
+                self.0.ready.notify_one();
+            }
+            Ok(line.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Writer {
+        type Writer = Writer;
+        fn make_writer(&'a self) -> Writer {
+            self.clone()
+        }
+    }
+
+    /// Stops the writer thread after it wrote what is buffered, waiting at most a second
+    /// (a stalled stdout must not hold up exit).
+    pub(super) struct Guard {
+        shared: Arc<Shared>,
+        done: Option<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.shared.lock().closed = true;
+            self.shared.ready.notify_one();
+            if let Some(done) = self.done.take() {
+                let _ = done.recv_timeout(Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// A writer to stdout and the guard of its thread.
+    pub(super) fn stdout() -> (Writer, Guard) {
+        to(io::stdout())
+    }
+
+    pub(super) fn to(mut out: impl Write + Send + 'static) -> (Writer, Guard) {
+        let shared = Arc::new(Shared::default());
+        let theirs = shared.clone();
+        let (finished, done) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("toxi-log".into())
+            .spawn(move || {
+                let _finished = finished;
+                let mut spare = Vec::new();
+                loop {
+                    let mut st = theirs.lock();
+                    while st.buf.is_empty() && !st.closed {
+                        st = theirs.ready.wait(st).unwrap_or_else(|e| e.into_inner());
+                    }
+                    if !st.closed {
+                        drop(st);
+                        std::thread::sleep(GATHER);
+                        st = theirs.lock();
+                    }
+                    std::mem::swap(&mut st.buf, &mut spare);
+                    let dropped = std::mem::take(&mut st.dropped);
+                    let closed = st.closed && spare.is_empty();
+                    drop(st);
+                    let _ = out.write_all(&spare);
+                    if dropped > 0 {
+                        let _ = writeln!(
+                            out,
+                            "{{\"level\":\"warn\",\"message\":\"{dropped} log lines dropped: stdout was not keeping up\"}}"
+                        );
+                    }
+                    let _ = out.flush();
+                    spare.clear();
+                    if closed {
+                        return;
+                    }
+                }
+            });
+        // Without a thread, lines accumulate up to the cap and are then dropped.
+        let done = thread.ok().map(|_| done);
+        (Writer(shared.clone()), Guard { shared, done })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// A sink that shares what it got.
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl Write for Sink {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+
+        #[test]
+        fn every_line_arrives_in_order_and_drop_flushes() {
+            let sink = Sink::default();
+            let (mut w, guard) = to(sink.clone());
+            let mut want = Vec::new();
+            for i in 0..10_000 {
+                let line = format!("line {i}\n");
+                w.write_all(line.as_bytes()).unwrap();
+                want.extend_from_slice(line.as_bytes());
+            }
+            drop(guard);
+            assert!(*sink.0.lock().unwrap() == want);
+        }
+
+        /// A stdout that never takes a byte: writers never block, and lines past the cap are
+        /// dropped.
+        #[test]
+        fn a_stalled_stdout_never_blocks_a_writer() {
+            struct Stalled(std::sync::mpsc::Receiver<()>);
+            impl Write for Stalled {
+                fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                    let _ = self.0.recv();
+                    Ok(b.len())
+                }
+                fn flush(&mut self) -> io::Result<()> {
+                    Ok(())
+                }
+            }
+            let (release, stall) = std::sync::mpsc::channel();
+            let (mut w, guard) = to(Stalled(stall));
+            let line = [b'x'; 1024];
+            let t0 = std::time::Instant::now();
+            for _ in 0..(3 * CAP / line.len()) {
+                w.write_all(&line).unwrap();
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10));
+            assert!(w.0.lock().dropped > 0);
+            drop(release);
+            drop(guard);
+        }
     }
 }
