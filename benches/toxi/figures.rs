@@ -798,7 +798,7 @@ pub async fn latency(ctx: &Ctx) -> Res<Vec<Row>> {
     let gap = Duration::from_millis(20);
     let up = |ms: i64| (Direction::Upstream, ms);
     let down = |ms: i64| (Direction::Downstream, ms);
-    let cases: [(&str, &str, Vec<(Direction, i64)>, bool, usize, Duration); 4] = [
+    let cases = [
         (
             "bench_latency_spaced",
             "50 ms",
