@@ -19,10 +19,11 @@
 //! kernel timer. The timer works on any runtime flavour (current-thread or multi-thread)
 //! and wakes only the task that waits.
 //!
-//! The `timerfd` is created on the link's first fine stretch and kept (and re-armed only
-//! when the deadline changes) until the toxic path ends; if it cannot be created (say, out
-//! of file descriptors) the timer falls back to tokio's sleep. Other systems use tokio's
-//! sleep throughout.
+//! The `timerfd` is opened at the start of a fine stretch and kept, re-armed only when the
+//! deadline changes, while deadlines follow each other closely (a burst of chunks); it is
+//! closed when the link next waits longer than [`MARGIN`], so links holding data in a long
+//! latency hold no descriptor. If it cannot be opened (say, out of file descriptors) that
+//! wait falls back to tokio's sleep. Other systems use tokio's sleep throughout.
 
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ use tokio::time::Instant;
 /// 1 ms after the tick it rounds to, so 2 ms leaves the fine stretch room to start.
 pub(crate) const MARGIN: Duration = Duration::from_millis(2);
 
-/// One link's timer. Holds nothing until its first fine stretch.
+/// One link's timer. Holds a descriptor only during fine stretches.
 #[derive(Default)]
 pub(crate) struct PreciseTimer {
     #[cfg(target_os = "linux")]
@@ -49,6 +50,9 @@ impl PreciseTimer {
             return;
         }
         if deadline - now > MARGIN {
+            // A link between deadlines holds no descriptor.
+            #[cfg(target_os = "linux")]
+            self.fine.release();
             tokio::time::sleep_until(deadline - MARGIN).await;
         }
         #[cfg(target_os = "linux")]
@@ -72,13 +76,20 @@ mod linux {
 
     #[derive(Default)]
     pub(super) struct Fine {
-        /// `None` until first needed; `Err` once creating it failed (no retry).
+        /// `None` outside fine stretches; `Err` when creating it failed (retried at the
+        /// next fine stretch).
         fd: Option<Result<AsyncFd<OwnedFd>, ()>>,
         /// The deadline the kernel timer is armed for, until it is read as expired.
         armed: Option<Instant>,
     }
 
     impl Fine {
+        /// Closes the `timerfd` (a later fine stretch opens a new one).
+        pub(super) fn release(&mut self) {
+            self.fd = None;
+            self.armed = None;
+        }
+
         /// Waits on the `timerfd` until `deadline`; false when there is none to wait on.
         pub(super) async fn sleep_until(&mut self, deadline: Instant) -> bool {
             let fd = match self.fd.get_or_insert_with(create) {
