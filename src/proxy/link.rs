@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::chain::Chain;
-use super::pipeline::{Clock, Pipeline};
+use super::pipeline::{timer::PreciseTimer, Clock, Pipeline};
 use super::splice;
 use crate::metrics::DirectionCounters;
 use crate::toxics::{CloseKind, Item};
@@ -392,6 +392,7 @@ impl<'a> Link<'a> {
         }
         let mut buf = pool::Buf::none();
         let mut src_eof = false;
+        let mut timer = PreciseTimer::default();
         loop {
             let now = clock.now(Instant::now());
             let deadline = match pipe.pump(now) {
@@ -479,7 +480,7 @@ impl<'a> Link<'a> {
                     }
                     buf.release();
                 }
-                _ = tokio::time::sleep_until(sleep_at.unwrap_or(now)), if sleep_at.is_some() => {
+                _ = timer.sleep_until(sleep_at.unwrap_or(now)), if sleep_at.is_some() => {
                     clock.fired();
                 }
             }

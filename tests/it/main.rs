@@ -11,6 +11,7 @@ mod faults;
 mod fuzz;
 mod hostile;
 mod http_proxy;
+mod latency_timer;
 mod library;
 mod logging;
 mod metrics;
