@@ -25,8 +25,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::chain::Chain;
-use super::pipeline::{timer::PreciseTimer, Clock, Pipeline};
+use super::pipeline::{Clock, Pipeline};
 use super::splice;
+use super::timer::PreciseTimer;
 use crate::metrics::DirectionCounters;
 use crate::toxics::{CloseKind, Item};
 

@@ -32,6 +32,7 @@ mod splice;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 #[path = "splice_unsupported.rs"]
 mod splice;
+mod timer;
 mod workers;
 
 pub use crate::metrics::{DirectionCounters, InstanceStats};

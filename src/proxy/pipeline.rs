@@ -16,16 +16,12 @@ use crate::model::Clients;
 use crate::toxics::{self, Chunk, CloseKind, Item, Poll, Toxic};
 use std::net::IpAddr;
 
-/// The toxic path's fine timer (declared here so the proxy module's root stays as it is).
-#[path = "timer.rs"]
-pub(crate) mod timer;
-
 /// The link task's view of time: the `now` it hands to toxics, and when to arm its timer.
 ///
 /// * `now` never goes backwards.
 /// * A toxic's wait never ends early: a 2000 ms latency is never 1999 ms, which tests of
 ///   the form `elapsed >= latency` notice. The link waits for a deadline on a
-///   [`timer::PreciseTimer`], which returns only once it has passed, typically within
+///   [`PreciseTimer`](super::timer::PreciseTimer), which returns only once it has passed, typically within
 ///   tens of microseconds (tokio's own timer rounds up to its next millisecond tick).
 ///
 /// The link task and the toxic tests' simulated driver share this, so the tests see the

@@ -11,7 +11,7 @@
 //! which tokio would take as "socket not readable" and lose a wake-up; [`splice_in`]
 //! therefore refuses to run unless the pipe is empty.
 //!
-//! Everything unsafe in the proxy lives here.
+//! With the `timerfd` calls of `timer.rs`, everything unsafe in the proxy lives here.
 #![allow(unsafe_code)]
 
 use std::io;
