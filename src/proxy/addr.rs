@@ -93,37 +93,90 @@ pub(crate) fn bind(listen: &str) -> Result<std::net::TcpListener, String> {
 
 /// Binds a listener for an already resolved listen address (never blocks on DNS).
 pub(crate) fn bind_resolved(resolved: &Resolved) -> Result<std::net::TcpListener, String> {
-    let attempt = |addr: SocketAddr, dual: bool| -> std::io::Result<std::net::TcpListener> {
-        let domain = socket2::Domain::for_address(addr);
-        let sock =
-            socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-        if dual {
-            sock.set_only_v6(false)?;
-        }
-        sock.set_reuse_address(true)?;
-        sock.set_nonblocking(true)?;
-        sock.bind(&addr.into())?;
-        sock.listen(1024)?;
-        Ok(sock.into())
-    };
-    let result = match resolved.target {
-        Target::Wildcard(port) => attempt(
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
-            true,
-        )
-        .or_else(|e| {
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                Err(e)
-            } else {
-                attempt(
-                    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
-                    false,
-                )
+    bind_group(resolved, 1).map(|mut group| group.remove(0))
+}
+
+/// Whether [`bind_group`] can give several sockets one port that the kernel balances
+/// clients over (`SO_REUSEPORT` on Linux; elsewhere the option does not balance).
+pub(crate) const SHARES_PORTS: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
+/// Binds `n` listening sockets on one address (an `SO_REUSEPORT` group when `n > 1`, on
+/// Linux). The first socket is bound before the option is set, so binding reports
+/// exactly what a single socket would (`address already in use` when anything listens
+/// there, this server's other proxies included, whose first sockets are plain too); the
+/// others then join it on the port it got. A later socket that cannot join is left out:
+/// the group is smaller, never an error.
+pub(crate) fn bind_group(
+    resolved: &Resolved,
+    n: usize,
+) -> Result<Vec<std::net::TcpListener>, String> {
+    let share = n > 1 && SHARES_PORTS;
+    let attempt =
+        |addr: SocketAddr, dual: bool, join: bool| -> std::io::Result<std::net::TcpListener> {
+            let domain = socket2::Domain::for_address(addr);
+            let sock =
+                socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+            if dual {
+                sock.set_only_v6(false)?;
             }
-        }),
-        Target::Addr(addr) => attempt(addr, false),
+            sock.set_reuse_address(true)?;
+            sock.set_nonblocking(true)?;
+            if join {
+                set_reuse_port(&sock)?;
+            }
+            sock.bind(&addr.into())?;
+            if share && !join {
+                set_reuse_port(&sock)?;
+            }
+            sock.listen(1024)?;
+            Ok(sock.into())
+        };
+    let (first, dual) = match resolved.target {
+        Target::Wildcard(port) => {
+            match attempt(
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+                true,
+                false,
+            ) {
+                Ok(l) => (Ok(l), true),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => (Err(e), true),
+                Err(_) => (
+                    attempt(
+                        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+                        false,
+                        false,
+                    ),
+                    false,
+                ),
+            }
+        }
+        Target::Addr(addr) => (attempt(addr, false, false), false),
     };
-    result.map_err(|e| format!("listen tcp {}: bind: {}", resolved.display, errno_text(&e)))
+    let first =
+        first.map_err(|e| format!("listen tcp {}: bind: {}", resolved.display, errno_text(&e)))?;
+    let mut group = Vec::with_capacity(n);
+    if share {
+        if let Ok(at) = first.local_addr() {
+            for _ in 1..n {
+                match attempt(at, dual, true) {
+                    Ok(l) => group.push(l),
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    group.insert(0, first);
+    Ok(group)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn set_reuse_port(sock: &socket2::Socket) -> std::io::Result<()> {
+    sock.set_reuse_port(true)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn set_reuse_port(_: &socket2::Socket) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
 }
 
 #[cfg(test)]
@@ -161,6 +214,32 @@ mod tests {
         assert_eq!(
             bind(&format!("127.0.0.1:{port}")).unwrap_err(),
             format!("listen tcp 127.0.0.1:{port}: bind: address already in use")
+        );
+    }
+
+    /// A port-sharing group answers a second bind exactly as one socket does, and its
+    /// members all sit on the port the first one got.
+    #[test]
+    fn a_group_keeps_the_single_socket_rules() {
+        let group = bind_group(&resolve("127.0.0.1:0").unwrap(), 3).unwrap();
+        let port = group[0].local_addr().unwrap().port();
+        assert_eq!(group.len(), if SHARES_PORTS { 3 } else { 1 });
+        for l in &group {
+            assert_eq!(l.local_addr().unwrap().port(), port);
+        }
+        let busy = resolve(&format!("127.0.0.1:{port}")).unwrap();
+        for n in [1, 2] {
+            assert_eq!(
+                bind_group(&busy, n).unwrap_err(),
+                format!("listen tcp 127.0.0.1:{port}: bind: address already in use")
+            );
+        }
+        // A wildcard group on a port that a loopback group holds is refused too.
+        assert!(bind_group(&resolve(&format!(":{port}")).unwrap(), 2).is_err());
+        drop(group);
+        assert!(
+            bind_group(&busy, 2).is_ok(),
+            "the port is free once the group closes"
         );
     }
 }

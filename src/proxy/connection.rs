@@ -55,7 +55,7 @@ async fn dial(inst: &Instance) -> io::Result<TcpStream> {
 /// addresses, raced in Happy Eyeballs order ([`connect_any`]).
 async fn dial_once(inst: &Instance) -> io::Result<TcpStream> {
     if let Ok(addr) = inst.upstream.parse::<SocketAddr>() {
-        return TcpStream::connect(addr).await;
+        return connect(addr).await;
     }
     let now = tokio::time::Instant::now();
     let cached = {
@@ -84,13 +84,51 @@ async fn dial_once(inst: &Instance) -> io::Result<TcpStream> {
     connect_any(&addrs, ATTEMPT_DELAY).await
 }
 
+/// Dials `addr`, with `TCP_NODELAY` set before the handshake. On loopback the handshake
+/// usually completes inside `connect(2)`; the stream is then returned at once, without a
+/// trip through the reactor or a timer for the dial timeout. Otherwise it waits for the
+/// socket to turn writable and reports the handshake's error, as a plain connect does.
+async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let sock = {
+        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        sock.set_nonblocking(true)?;
+        sock
+    };
+    let _ = sock.set_tcp_nodelay(true);
+    match sock.connect(&addr.into()) {
+        Ok(()) => return TcpStream::from_std(sock.into()),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    if sock.peer_addr().is_ok() {
+        return TcpStream::from_std(sock.into());
+    }
+    if let Some(e) = sock.take_error()? {
+        return Err(e);
+    }
+    let stream = TcpStream::from_std(sock.into())?;
+    stream.writable().await?;
+    match stream.take_error()? {
+        Some(e) => Err(e),
+        None => Ok(stream),
+    }
+}
+
 /// Connects to the first of `addrs` that answers. Addresses are tried in Happy Eyeballs
 /// order (families alternate, starting with the resolver's first choice); each attempt
 /// starts when the one before it failed or after `delay`, and the first to connect wins.
 /// If all fail, the error is the first address's.
 async fn connect_any(addrs: &[SocketAddr], delay: Duration) -> io::Result<TcpStream> {
     if let [addr] = addrs {
-        return TcpStream::connect(addr).await;
+        return connect(*addr).await;
     }
     let first_v6 = addrs.first().is_some_and(|a| a.is_ipv6());
     let (mut primary, mut fallback): (Vec<SocketAddr>, Vec<SocketAddr>) =
@@ -110,7 +148,7 @@ async fn connect_any(addrs: &[SocketAddr], delay: Duration) -> io::Result<TcpStr
         if may_start {
             match next.next() {
                 Some((i, addr)) => {
-                    attempts.spawn(async move { (i, TcpStream::connect(addr).await) });
+                    attempts.spawn(async move { (i, connect(addr).await) });
                 }
                 None => break,
             }
@@ -124,7 +162,7 @@ async fn connect_any(addrs: &[SocketAddr], delay: Duration) -> io::Result<TcpStr
             },
             _ = tokio::time::sleep(delay) => {
                 if let Some((i, addr)) = next.next() {
-                    attempts.spawn(async move { (i, TcpStream::connect(addr).await) });
+                    attempts.spawn(async move { (i, connect(addr).await) });
                 }
             }
         }
@@ -164,7 +202,6 @@ pub(crate) async fn serve(
             return;
         }
     };
-    let _ = upstream.set_nodelay(true);
     inst.stats
         .active
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

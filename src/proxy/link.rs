@@ -69,7 +69,15 @@ pub(crate) struct Link<'a> {
     pub carry: Option<Bytes>,
     /// This connection's bytes written toward the destination (the connections API).
     pub conn_bytes: &'a AtomicU64,
+    /// Until the link's first read and first write: the sockets are new to the reactor,
+    /// whose readiness starts empty, so those two go straight to the socket (a client's
+    /// first request is usually already there, a fresh upstream is writable) instead of
+    /// waiting a reactor turn to learn it.
+    pub fresh: [bool; 2],
 }
+
+const FIRST_READ: usize = 0;
+const FIRST_WRITE: usize = 1;
 
 /// How far [`Link::write_out`] got.
 enum Written {
@@ -102,6 +110,7 @@ impl<'a> Link<'a> {
             held_limit: inst.held_limit,
             carry: None,
             conn_bytes: &conn.bytes[dir.index()],
+            fresh: [true; 2],
         }
     }
 
@@ -152,7 +161,12 @@ impl<'a> Link<'a> {
                 continue;
             }
             // Drain whatever is readable now before waiting; release the buffer when idle.
-            match read_clearing(self.src, buf.get()) {
+            let read = if std::mem::take(&mut self.fresh[FIRST_READ]) {
+                read_raw(self.src, buf.get())
+            } else {
+                read_clearing(self.src, buf.get())
+            };
+            match read {
                 Ok(Read::Eof) => {
                     shutdown_write(self.dst);
                     return Some(LinkEnd::Eof);
@@ -236,7 +250,17 @@ impl<'a> Link<'a> {
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         let unwritten = |done: usize| (data.len() - done) as u64;
         while done < data.len() {
-            match self.dst.try_write(&data[done..]) {
+            let wrote = match self.dst.try_write(&data[done..]) {
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        && std::mem::take(&mut self.fresh[FIRST_WRITE]) =>
+                {
+                    write_raw(self.dst, &data[done..])
+                }
+                r => r,
+            };
+            self.fresh[FIRST_WRITE] = false;
+            match wrote {
                 Ok(n) => {
                     done += n;
                     self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
@@ -524,6 +548,27 @@ fn read_clearing(src: &TcpStream, buf: &mut [u8]) -> io::Result<Read> {
     }
 }
 
+/// A read straight from the socket, past the reactor's readiness (see [`Link::fresh`]):
+/// a `WouldBlock` leaves the readiness as it was, for the reactor to report.
+fn read_raw(src: &TcpStream, buf: &mut [u8]) -> io::Result<Read> {
+    match (&*socket2::SockRef::from(src)).read(buf)? {
+        0 => Ok(Read::Eof),
+        n => Ok(Read::Data {
+            n,
+            full: n == buf.len(),
+        }),
+    }
+}
+
+/// A write straight to the socket, past the reactor's readiness (see [`Link::fresh`]).
+fn write_raw(dst: &TcpStream, data: &[u8]) -> io::Result<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let flags = libc::MSG_NOSIGNAL;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let flags = 0;
+    socket2::SockRef::from(dst).send_with_flags(data, flags)
+}
+
 /// Propagates a FIN: shut down writing toward `dst`, keep reading from it.
 fn shutdown_write(dst: &TcpStream) {
     let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
@@ -619,6 +664,7 @@ mod tests {
             held_limit: super::super::TOXIC_BUFFER_BYTES,
             carry: None,
             conn_bytes: &conn_bytes,
+            fresh: [true; 2],
             client: None,
         };
         let sent = data.clone();

@@ -114,8 +114,8 @@ pub(crate) struct Running {
     cancel: CancellationToken,
     /// A child of `cancel`: stops the accept loop only (draining).
     stop_accepting: CancellationToken,
-    /// `None` once the accept loop has been waited for.
-    accept: Option<JoinHandle<()>>,
+    /// The accept loops, one per listening socket (empty once waited for).
+    accept: Vec<JoinHandle<()>>,
     connections: TaskTracker,
 }
 
@@ -143,17 +143,28 @@ impl Running {
         conns: Arc<ConnTable>,
         config: &EngineConfig,
     ) -> Result<(String, Running), String> {
-        let std_listener = addr::bind_resolved(resolved)?;
-        let bound = std_listener
+        // One listening socket per worker (an `SO_REUSEPORT` group on Linux), so the
+        // kernel hands each client straight to the worker that serves it.
+        let group = if addr::SHARES_PORTS {
+            config.data_path.len().max(1)
+        } else {
+            1
+        };
+        let std_listeners = addr::bind_group(resolved, group)?;
+        let bound = std_listeners[0]
             .local_addr()
             .map_err(|e| format!("listen tcp {listen}: {}", crate::gocompat::errno_text(&e)))?
             .to_string();
-        // Register the listener with its worker's reactor and run the accept loop there;
-        // the loop hands each client to the least busy worker.
-        let home = config.data_path.accept_slot();
-        let _entered = home.map(|slot| config.data_path.handle(slot).enter());
-        let listener = tokio::net::TcpListener::from_std(std_listener)
-            .map_err(|e| format!("listen tcp {listen}: {}", crate::gocompat::errno_text(&e)))?;
+        // Each listener is registered with its worker's reactor and accepted on there.
+        let first = config.data_path.accept_slot();
+        let mut listeners = Vec::with_capacity(std_listeners.len());
+        for (i, l) in std_listeners.into_iter().enumerate() {
+            let slot = first.map(|f| (f + i) % config.data_path.len());
+            let _entered = slot.map(|slot| config.data_path.handle(slot).enter());
+            let l = tokio::net::TcpListener::from_std(l)
+                .map_err(|e| format!("listen tcp {listen}: {}", crate::gocompat::errno_text(&e)))?;
+            listeners.push((slot, l));
+        }
         let inst = Arc::new(Instance {
             name: name.to_string(),
             listen: bound.clone(),
@@ -172,20 +183,26 @@ impl Running {
         let cancel = CancellationToken::new();
         let stop_accepting = cancel.child_token();
         let connections = TaskTracker::new();
-        let accept = tokio::spawn(accept_loop(
-            listener,
-            inst,
-            stop_accepting.clone(),
-            cancel.clone(),
-            connections.clone(),
-            home.map(|slot| (config.data_path.clone(), slot)),
-        ));
-        drop(_entered);
+        let accept = listeners
+            .into_iter()
+            .map(|(slot, listener)| {
+                let _entered = slot.map(|slot| config.data_path.handle(slot).enter());
+                let counted = slot.map(|slot| (config.data_path.clone(), slot));
+                tokio::spawn(accept_loop(
+                    listener,
+                    inst.clone(),
+                    stop_accepting.clone(),
+                    cancel.clone(),
+                    connections.clone(),
+                    counted,
+                ))
+            })
+            .collect();
         tracing::info!(name, listen = %bound, upstream, "Started proxy");
         let running = Running {
             cancel,
             stop_accepting,
-            accept: Some(accept),
+            accept,
             connections,
         };
         Ok((bound, running))
@@ -220,26 +237,23 @@ impl Running {
     }
 
     async fn finish_accepting(&mut self) {
-        if let Some(accept) = self.accept.take() {
+        for accept in std::mem::take(&mut self.accept) {
             let _ = accept.await;
         }
         self.connections.close();
     }
 }
 
-/// Accepts clients until cancelled. Accept errors (such as too many open files) back off
-/// and retry; the loop never dies while the proxy reports itself enabled.
-///
-/// With workers (`home`: the data path and the worker this loop runs on), each client goes
-/// to the worker with the fewest connections. One that stays here is served at once; one
-/// that moves is deregistered here and registered on its worker, before any byte moves.
+/// Accepts clients until cancelled and serves each on this runtime. Accept errors (such
+/// as too many open files) back off and retry; the loop never dies while the proxy reports
+/// itself enabled. `counted`: the data path and this worker, which counts its connections.
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     inst: Arc<Instance>,
     cancel: CancellationToken,
     connections_cancel: CancellationToken,
     connections: TaskTracker,
-    home: Option<(DataPath, usize)>,
+    counted: Option<(DataPath, usize)>,
 ) {
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -253,30 +267,12 @@ async fn accept_loop(
                 backoff = Duration::from_millis(5);
                 let seq = inst.next_seq.fetch_add(1, Ordering::Relaxed);
                 let token = connections_cancel.child_token();
-                let Some((path, here)) = &home else {
-                    connections.spawn(connection::serve(sock, peer, inst.clone(), seq, token));
-                    continue;
-                };
-                let to = path.pick(*here);
-                let counted = path.enter(to);
                 let inst = inst.clone();
-                if to == *here {
-                    connections.spawn(async move {
-                        connection::serve(sock, peer, inst, seq, token).await;
-                        drop(counted);
-                    });
-                    continue;
-                }
-                let Ok(sock) = sock.into_std() else { continue };
-                connections.spawn_on(
-                    async move {
-                        if let Ok(sock) = tokio::net::TcpStream::from_std(sock) {
-                            connection::serve(sock, peer, inst, seq, token).await;
-                        }
-                        drop(counted);
-                    },
-                    path.handle(to),
-                );
+                let open = counted.as_ref().map(|(path, slot)| path.enter(*slot));
+                connections.spawn(async move {
+                    connection::serve(sock, peer, inst, seq, token).await;
+                    drop(open);
+                });
             }
             Err(e) => {
                 tracing::warn!(name = %inst.name, error = %e, "Error while accepting client");

@@ -1,4 +1,4 @@
-//! Thread-per-core workers (`toxi::proxy::Workers`): connections spread evenly, bytes stay
+//! Thread-per-core workers (`toxi::proxy::Workers`): connections spread over them, bytes stay
 //! exact across workers, toxic edits reach every worker, and stopping frees everything.
 
 use std::time::Duration;
@@ -20,20 +20,23 @@ async fn server_on(workers: &Workers) -> toxi::server::Server {
 }
 
 #[tokio::test]
-async fn connections_spread_evenly_and_stay_exact() {
+async fn connections_spread_over_workers_and_stay_exact() {
     let workers = Workers::start(2, "toxi-test-spread", || {}).unwrap();
     let server = server_on(&workers).await;
     let p = proxy(&server, "spread", echo_upstream().await).await;
     let path = workers.data_path();
 
-    // Each client is handed to the least busy worker: ten clients, five each.
+    // The kernel spreads clients over the workers' listening sockets by a hash of their
+    // addresses: forty clients all on one worker would be a 1 in 2^39 chance.
     let mut socks = Vec::new();
-    for i in 0..10u8 {
+    for i in 0..40u8 {
         let mut s = connect(&p).await;
         round_trip(&mut s, &[i; 11]).await;
         socks.push(s);
     }
-    assert_eq!(path.connections(), vec![5, 5]);
+    let spread = path.connections();
+    assert_eq!(spread.iter().sum::<usize>(), 40);
+    assert!(spread.iter().all(|&n| n > 0), "{spread:?}");
 
     // Streams on both workers, with a toxic added and removed mid-stream: every byte
     // arrives once and in order.
@@ -91,12 +94,12 @@ async fn a_toxic_reaches_connections_on_every_worker() {
     let server = server_on(&workers).await;
     let p = proxy(&server, "slow", echo_upstream().await).await;
     let mut socks = Vec::new();
-    for i in 0..4u8 {
+    for i in 0..40u8 {
         let mut s = connect(&p).await;
         round_trip(&mut s, &[i; 8]).await;
         socks.push(s);
     }
-    assert_eq!(workers.data_path().connections(), vec![2, 2]);
+    assert!(workers.data_path().connections().iter().all(|&n| n > 0));
     server
         .client()
         .add_toxic("slow", &NewToxic::new("latency").attribute("latency", 100))
