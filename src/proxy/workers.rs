@@ -2,11 +2,13 @@
 //! workers.
 //!
 //! [`Workers`] starts one thread per core, each running a current-thread tokio runtime
-//! with its own reactor and timer. A proxy's accept loop runs on one worker and hands each
-//! new client to the worker with the fewest open connections (itself when it ties), before
-//! the socket is registered anywhere. From then on the connection's sockets, its two links
-//! and every wake-up they cause stay on that one thread: no work stealing, no cross-thread
-//! notification per message. That is how HAProxy runs its threads.
+//! with its own reactor and timer. A proxy listens with one socket per worker, an
+//! `SO_REUSEPORT` group on Linux (see `addr::bind_group`), and each worker accepts on its
+//! own socket: the kernel hands a new client straight to one worker, which serves it from
+//! then on. The connection's sockets, its two links and every wake-up they cause stay on
+//! that one thread: no work stealing, no cross-thread notification per message or per
+//! connection. That is how HAProxy runs its threads. Elsewhere than Linux a proxy has one
+//! socket, on one worker (proxies are spread over the workers in turn).
 //!
 //! The control API never runs on a worker, so a busy connection cannot delay it, and a
 //! toxic edit reaches a link on any worker through the link's `watch` channel.
@@ -79,8 +81,8 @@ impl DataPath {
         self.slots.is_empty()
     }
 
-    /// The runtime for a new proxy's accept loop (round robin), as a slot index; `None`
-    /// for the caller's runtime.
+    /// The worker of a new proxy's first listening socket (round robin over proxies), as
+    /// a slot index; `None` for the caller's runtime.
     pub(crate) fn accept_slot(&self) -> Option<usize> {
         if self.slots.is_empty() {
             return None;
@@ -103,21 +105,6 @@ impl DataPath {
     /// The `i`th runtime, if there is one.
     pub fn runtime(&self, i: usize) -> Option<&Handle> {
         self.slots.get(i).map(|s| &s.handle)
-    }
-
-    /// The slot with the fewest open connections; `home` (the accepting one) wins ties, so
-    /// a lone worker or an even load moves nothing across threads.
-    pub(crate) fn pick(&self, home: usize) -> usize {
-        let mut best = home;
-        let mut best_open = self.slots[home].open.load(Ordering::Relaxed);
-        for (i, slot) in self.slots.iter().enumerate() {
-            let open = slot.open.load(Ordering::Relaxed);
-            if open < best_open {
-                best = i;
-                best_open = open;
-            }
-        }
-        best
     }
 
     /// Counts a connection on `slot` until the returned guard drops.
