@@ -244,9 +244,10 @@ impl Running {
     }
 }
 
-/// Accepts clients until cancelled and serves each on this runtime. Accept errors (such
-/// as too many open files) back off and retry; the loop never dies while the proxy reports
-/// itself enabled. `counted`: the data path and this worker, which counts its connections.
+/// Accepts clients until cancelled and serves each on this worker, or on a less busy one
+/// (see `DataPath::pick`). Accept errors (such as too many open files) back off and retry;
+/// the loop never dies while the proxy reports itself enabled. `counted`: the data path
+/// and this worker (`None` on the caller's runtime).
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     inst: Arc<Instance>,
@@ -268,11 +269,30 @@ async fn accept_loop(
                 let seq = inst.next_seq.fetch_add(1, Ordering::Relaxed);
                 let token = connections_cancel.child_token();
                 let inst = inst.clone();
-                let open = counted.as_ref().map(|(path, slot)| path.enter(*slot));
-                connections.spawn(async move {
-                    connection::serve(sock, peer, inst, seq, token).await;
-                    drop(open);
-                });
+                let Some((path, here)) = &counted else {
+                    connections.spawn(connection::serve(sock, peer, inst, seq, token));
+                    continue;
+                };
+                let to = path.pick(*here);
+                let open = path.enter(to);
+                if to == *here {
+                    connections.spawn(async move {
+                        connection::serve(sock, peer, inst, seq, token).await;
+                        drop(open);
+                    });
+                    continue;
+                }
+                // Moves to a less busy worker: deregistered here, registered there.
+                let Ok(sock) = sock.into_std() else { continue };
+                connections.spawn_on(
+                    async move {
+                        if let Ok(sock) = tokio::net::TcpStream::from_std(sock) {
+                            connection::serve(sock, peer, inst, seq, token).await;
+                        }
+                        drop(open);
+                    },
+                    path.handle(to),
+                );
             }
             Err(e) => {
                 tracing::warn!(name = %inst.name, error = %e, "Error while accepting client");

@@ -5,9 +5,11 @@
 //! with its own reactor and timer. A proxy listens with one socket per worker, an
 //! `SO_REUSEPORT` group on Linux (see `addr::bind_group`), and each worker accepts on its
 //! own socket: the kernel hands a new client straight to one worker, which serves it from
-//! then on. The connection's sockets, its two links and every wake-up they cause stay on
-//! that one thread: no work stealing, no cross-thread notification per message or per
-//! connection. That is how HAProxy runs its threads. Elsewhere than Linux a proxy has one
+//! then on, unless another worker runs fewer connections (the kernel's hash can put seven
+//! of ten clients on one worker): then the client moves there once, before any byte
+//! moves. The connection's sockets, its two links and every wake-up they cause stay on
+//! that one thread: no work stealing, no cross-thread notification per message. That is
+//! how HAProxy runs its threads. Elsewhere than Linux a proxy has one
 //! socket, on one worker (proxies are spread over the workers in turn).
 //!
 //! The control API never runs on a worker, so a busy connection cannot delay it, and a
@@ -105,6 +107,23 @@ impl DataPath {
     /// The `i`th runtime, if there is one.
     pub fn runtime(&self, i: usize) -> Option<&Handle> {
         self.slots.get(i).map(|s| &s.handle)
+    }
+
+    /// Where a client accepted on `here` is served: `here`, unless another worker runs
+    /// fewer connections (then the least busy one). The kernel spreads clients by a hash,
+    /// which can put seven of ten on one worker; this keeps every worker within one
+    /// connection of the others, and moves nothing while the load is even.
+    pub(crate) fn pick(&self, here: usize) -> usize {
+        let mut best = here;
+        let mut best_open = self.slots[here].open.load(Ordering::Relaxed);
+        for (i, slot) in self.slots.iter().enumerate() {
+            let open = slot.open.load(Ordering::Relaxed);
+            if open < best_open {
+                best = i;
+                best_open = open;
+            }
+        }
+        best
     }
 
     /// Counts a connection on `slot` until the returned guard drops.

@@ -27,7 +27,8 @@ async fn connections_spread_over_workers_and_stay_exact() {
     let path = workers.data_path();
 
     // The kernel spreads clients over the workers' listening sockets by a hash of their
-    // addresses: forty clients all on one worker would be a 1 in 2^39 chance.
+    // addresses, and a worker that runs more than another hands a new client over: the
+    // two stay within one connection of each other.
     let mut socks = Vec::new();
     for i in 0..40u8 {
         let mut s = connect(&p).await;
@@ -36,7 +37,7 @@ async fn connections_spread_over_workers_and_stay_exact() {
     }
     let spread = path.connections();
     assert_eq!(spread.iter().sum::<usize>(), 40);
-    assert!(spread.iter().all(|&n| n > 0), "{spread:?}");
+    assert!(spread[0].abs_diff(spread[1]) <= 1, "{spread:?}");
 
     // Streams on both workers, with a toxic added and removed mid-stream: every byte
     // arrives once and in order.
