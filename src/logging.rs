@@ -216,10 +216,12 @@ where
         if let (Some(file), Some(no)) = (meta.file(), meta.line()) {
             let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
             line.push_str(",\"caller\":");
-            crate::model::json::write_str_plain(&mut line, &format!("{base}:{no}"));
+            let at = line.len();
+            let _ = write!(line, "{base}:{no}");
+            escape_tail(&mut line, at);
         }
         line.push_str(",\"time\":\"");
-        line.push_str(&rfc3339_seconds((self.clock)()));
+        push_rfc3339_seconds(&mut line, (self.clock)());
         line.push('"');
         if let Some(message) = message {
             line.push_str(",\"message\":");
@@ -341,8 +343,46 @@ impl Visit for JsonVisitor<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.string(field, &format!("{value:?}"));
+        if self.take_message && field.name() == "message" {
+            self.message = Some(format!("{value:?}"));
+            return;
+        }
+        // Formatted straight into the line (no string per field), then quoted.
+        self.key(field);
+        let at = self.out.len();
+        let _ = write!(self.out, "{value:?}");
+        escape_tail(self.out, at);
     }
+}
+
+/// Turns what was written to `line` from `at` on into a JSON string literal.
+fn escape_tail(line: &mut String, at: usize) {
+    let plain = line[at..]
+        .bytes()
+        .all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    if plain {
+        line.insert(at, '"');
+        line.push('"');
+    } else {
+        let raw = line.split_off(at);
+        crate::model::json::write_str_plain(line, &raw);
+    }
+}
+
+/// [`rfc3339_seconds`] appended to `line`, rendered once per second per thread.
+fn push_rfc3339_seconds(line: &mut String, t: SystemTime) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            *last = (secs, rfc3339_seconds(t));
+        }
+        line.push_str(&last.1);
+    });
 }
 
 /// Formats `t` as RFC 3339 in UTC with whole seconds: `2026-11-24T14:34:27Z`. Times
@@ -569,10 +609,12 @@ mod batch {
         /// dropped.
         #[test]
         fn a_stalled_stdout_never_blocks_a_writer() {
-            struct Stalled(std::sync::mpsc::Receiver<()>);
+            /// Tells when its first write starts, then blocks until released.
+            struct Stalled(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>);
             impl Write for Stalled {
                 fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-                    let _ = self.0.recv();
+                    let _ = self.0.send(());
+                    let _ = self.1.recv();
                     Ok(b.len())
                 }
                 fn flush(&mut self) -> io::Result<()> {
@@ -580,10 +622,14 @@ mod batch {
                 }
             }
             let (release, stall) = std::sync::mpsc::channel();
-            let (mut w, guard) = to(Stalled(stall));
+            let (stalled_tx, stalled) = std::sync::mpsc::channel();
+            let (mut w, guard) = to(Stalled(stalled_tx, stall));
+            w.write_all(b"first\n").unwrap();
+            stalled.recv().unwrap();
+            // The writer thread is stuck in a write: the buffer fills, then lines drop.
             let line = [b'x'; 1024];
             let t0 = std::time::Instant::now();
-            for _ in 0..(3 * CAP / line.len()) {
+            for _ in 0..(2 * CAP / line.len()) {
                 w.write_all(&line).unwrap();
             }
             assert!(t0.elapsed() < Duration::from_secs(10));

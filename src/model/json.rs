@@ -1307,6 +1307,33 @@ pub fn write_str_plain(out: &mut String, s: &str) {
 fn write_escaped(out: &mut String, s: &str, html: bool) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
+    if !html {
+        // Runs of bytes that need no escape are copied whole (log lines take this path).
+        let mut run = 0;
+        for (i, b) in s.bytes().enumerate() {
+            let esc = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
+                0x00..=0x1f => "",
+                _ => continue,
+            };
+            out.push_str(&s[run..i]);
+            if esc.is_empty() {
+                push_u00(out, b as char);
+            } else {
+                out.push_str(esc);
+            }
+            run = i + 1;
+        }
+        out.push_str(&s[run..]);
+        out.push('"');
+        return;
+    }
     for ch in s.chars() {
         match ch {
             '"' => out.push_str("\\\""),
