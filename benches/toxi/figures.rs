@@ -65,19 +65,7 @@ impl Ctx {
 
     pub fn add_toxic(&self, proxy: &str, name: &str, dir: Direction, kind: ToxicKind) -> Res<()> {
         self.registry
-            .add_toxic(
-                proxy,
-                ToxicSnapshot {
-                    matcher: None,
-                    name: name.into(),
-                    stream: dir.as_str().into(),
-                    direction: dir,
-                    toxicity: 1.0,
-                    kind,
-                    schedule: None,
-                    clients: None,
-                },
-            )
+            .add_toxic(proxy, ToxicSnapshot::new(name, dir, kind))
             .map(|_| ())
             .map_err(|e| format!("adding toxic {name}: {e}"))
     }

@@ -39,6 +39,23 @@ pub struct ToxicSnapshot {
     pub matcher: Option<HttpMatch>,
 }
 
+impl ToxicSnapshot {
+    /// A toxic named `name` on `direction`, always on (toxicity 1, no schedule, every
+    /// client, every request): what the API makes of `{"name", "type", "stream"}`.
+    pub fn new(name: &str, direction: Direction, kind: ToxicKind) -> ToxicSnapshot {
+        ToxicSnapshot {
+            name: name.into(),
+            stream: direction.as_str().into(),
+            direction,
+            toxicity: 1.0,
+            kind,
+            schedule: None,
+            clients: None,
+            matcher: None,
+        }
+    }
+}
+
 /// A proxy to create (POST /proxies, /populate, -config).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProxyInput {

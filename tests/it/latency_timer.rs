@@ -21,19 +21,7 @@ fn latency(ms: i64) -> ToxicKind {
 fn add(server: &Server, p: &ProxySnapshot, name: &str, dir: Direction, kind: ToxicKind) {
     server
         .registry()
-        .add_toxic(
-            &p.name,
-            ToxicSnapshot {
-                matcher: None,
-                name: name.into(),
-                stream: dir.as_str().into(),
-                direction: dir,
-                toxicity: 1.0,
-                kind,
-                schedule: None,
-                clients: None,
-            },
-        )
+        .add_toxic(&p.name, ToxicSnapshot::new(name, dir, kind))
         .expect("toxic added");
 }
 

@@ -10,6 +10,17 @@ use toxi::server::Config;
 
 use crate::support::*;
 
+/// `n` connections through `p`, each proven by a round trip.
+async fn open(p: &toxi::model::ProxySnapshot, n: u8) -> Vec<tokio::net::TcpStream> {
+    let mut socks = Vec::new();
+    for i in 0..n {
+        let mut s = connect(p).await;
+        round_trip(&mut s, &[i; 11]).await;
+        socks.push(s);
+    }
+    socks
+}
+
 /// A server on workers of its own, so that the per-worker counts are this test's alone.
 async fn server_on(workers: &Workers) -> toxi::server::Server {
     server_with(Config {
@@ -29,12 +40,7 @@ async fn connections_spread_over_workers_and_stay_exact() {
     // The kernel spreads clients over the workers' listening sockets by a hash of their
     // addresses, and a worker that runs more than another hands a new client over: the
     // two stay within one connection of each other.
-    let mut socks = Vec::new();
-    for i in 0..40u8 {
-        let mut s = connect(&p).await;
-        round_trip(&mut s, &[i; 11]).await;
-        socks.push(s);
-    }
+    let mut socks = open(&p, 40).await;
     let spread = path.connections();
     assert_eq!(spread.iter().sum::<usize>(), 40);
     assert!(spread[0].abs_diff(spread[1]) <= 1, "{spread:?}");
@@ -94,12 +100,7 @@ async fn a_toxic_reaches_connections_on_every_worker() {
     let workers = Workers::start(2, "toxi-test-toxic", || {}).unwrap();
     let server = server_on(&workers).await;
     let p = proxy(&server, "slow", echo_upstream().await).await;
-    let mut socks = Vec::new();
-    for i in 0..40u8 {
-        let mut s = connect(&p).await;
-        round_trip(&mut s, &[i; 8]).await;
-        socks.push(s);
-    }
+    let mut socks = open(&p, 40).await;
     assert!(workers.data_path().connections().iter().all(|&n| n > 0));
     server
         .client()
@@ -118,12 +119,7 @@ async fn stopping_the_workers_closes_their_connections() {
     let workers = Workers::start(2, "toxi-test-stop", || {}).unwrap();
     let server = server_on(&workers).await;
     let p = proxy(&server, "stop", echo_upstream().await).await;
-    let mut socks = Vec::new();
-    for i in 0..4u8 {
-        let mut s = connect(&p).await;
-        round_trip(&mut s, &[i; 8]).await;
-        socks.push(s);
-    }
+    let mut socks = open(&p, 4).await;
     let stopped = tokio::task::spawn_blocking(move || {
         let t0 = std::time::Instant::now();
         workers.shutdown(Duration::from_secs(1));
