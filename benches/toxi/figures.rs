@@ -1032,6 +1032,7 @@ pub async fn latency(ctx: &Ctx) -> Res<Vec<Row>> {
 /// as the kernel stamped it (`SO_TIMESTAMPNS`, realtime clock): at the first connection
 /// accepted on `sink`, or back on the client socket when `sink` is `None` (an echo
 /// upstream). Blocking; run it off the runtime.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn kernel_timed(
     proxy: SocketAddr,
     sink: Option<std::net::TcpListener>,
@@ -1132,7 +1133,19 @@ fn kernel_timed(
         .collect())
 }
 
+/// Elsewhere than Linux the figure reports that it cannot run.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn kernel_timed(
+    _proxy: SocketAddr,
+    _sink: Option<std::net::TcpListener>,
+    _n: usize,
+    _gap: Duration,
+) -> Res<Vec<f64>> {
+    Err("kernel receive timestamps (SO_TIMESTAMPNS) need Linux".into())
+}
+
 /// One `recvmsg` into `buf`; returns the bytes read and the kernel's receive timestamp.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn recv_stamped(
     fd: i32,
     buf: &mut [u8],
