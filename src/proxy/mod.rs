@@ -188,11 +188,13 @@ impl Running {
             .map(|(slot, listener)| {
                 let _entered = slot.map(|slot| config.data_path.handle(slot).enter());
                 let counted = slot.map(|slot| (config.data_path.clone(), slot));
+                // Each listener's connections hang off a token of their own, so two
+                // workers never take one lock to open or close a connection's token.
                 tokio::spawn(accept_loop(
                     listener,
                     inst.clone(),
                     stop_accepting.clone(),
-                    cancel.clone(),
+                    cancel.child_token(),
                     connections.clone(),
                     counted,
                 ))
