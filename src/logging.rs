@@ -357,10 +357,7 @@ impl Visit for JsonVisitor<'_> {
 
 /// Turns what was written to `line` from `at` on into a JSON string literal.
 fn escape_tail(line: &mut String, at: usize) {
-    let plain = line[at..]
-        .bytes()
-        .all(|b| b >= 0x20 && b != b'"' && b != b'\\');
-    if plain {
+    if line[at..].bytes().all(crate::model::json::is_plain_byte) {
         line.insert(at, '"');
         line.push('"');
     } else {

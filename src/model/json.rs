@@ -1304,6 +1304,11 @@ pub fn write_str_plain(out: &mut String, s: &str) {
     write_escaped(out, s, false);
 }
 
+/// Whether [`write_str_plain`] copies byte `b` as it is (no escape).
+pub fn is_plain_byte(b: u8) -> bool {
+    b >= 0x20 && b != b'"' && b != b'\\'
+}
+
 fn write_escaped(out: &mut String, s: &str, html: bool) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
@@ -1311,6 +1316,9 @@ fn write_escaped(out: &mut String, s: &str, html: bool) {
         // Runs of bytes that need no escape are copied whole (log lines take this path).
         let mut run = 0;
         for (i, b) in s.bytes().enumerate() {
+            if is_plain_byte(b) {
+                continue;
+            }
             let esc = match b {
                 b'"' => "\\\"",
                 b'\\' => "\\\\",
@@ -1319,8 +1327,7 @@ fn write_escaped(out: &mut String, s: &str, html: bool) {
                 b'\t' => "\\t",
                 0x08 => "\\b",
                 0x0c => "\\f",
-                0x00..=0x1f => "",
-                _ => continue,
+                _ => "",
             };
             out.push_str(&s[run..i]);
             if esc.is_empty() {

@@ -245,45 +245,42 @@ impl<'a> Link<'a> {
     /// received the bytes never reads a smaller count from the connections API; what is
     /// not written after all is taken back.
     async fn write_out(&mut self, data: &[u8]) -> Result<Written, LinkEnd> {
-        let mut done = 0;
         self.conn_bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
-        let unwritten = |done: usize| (data.len() - done) as u64;
-        while done < data.len() {
-            let wrote = match self.dst.try_write(&data[done..]) {
+        let mut done = 0;
+        let result = self.write_from(data, &mut done).await;
+        if done < data.len() {
+            self.conn_bytes
+                .fetch_sub((data.len() - done) as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// [`Link::write_out`]'s loop; `done` counts the bytes written, whatever the outcome.
+    async fn write_from(&mut self, data: &[u8], done: &mut usize) -> Result<Written, LinkEnd> {
+        while *done < data.len() {
+            let rest = &data[*done..];
+            let wrote = match self.dst.try_write(rest) {
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock
                         && std::mem::take(&mut self.fresh[FIRST_WRITE]) =>
                 {
-                    write_raw(self.dst, &data[done..])
+                    write_raw(self.dst, rest)
                 }
                 r => r,
             };
             self.fresh[FIRST_WRITE] = false;
             match wrote {
                 Ok(n) => {
-                    done += n;
+                    *done += n;
                     self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.wait_writable().await
-                {
-                    Ok(false) => {}
-                    Ok(true) => {
-                        self.conn_bytes
-                            .fetch_sub(unwritten(done), Ordering::Relaxed);
-                        return Ok(Written::Partial(done));
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.wait_writable().await? {
+                        return Ok(Written::Partial(*done));
                     }
-                    Err(end) => {
-                        self.conn_bytes
-                            .fetch_sub(unwritten(done), Ordering::Relaxed);
-                        return Err(end);
-                    }
-                },
-                Err(_) => {
-                    self.conn_bytes
-                        .fetch_sub(unwritten(done), Ordering::Relaxed);
-                    return Err(LinkEnd::Teardown(CloseKind::Fin));
                 }
+                Err(_) => return Err(LinkEnd::Teardown(CloseKind::Fin)),
             }
         }
         Ok(Written::All)

@@ -21,26 +21,30 @@ async fn open(p: &toxi::model::ProxySnapshot, n: u8) -> Vec<tokio::net::TcpStrea
     socks
 }
 
-/// A server on workers of its own, so that the per-worker counts are this test's alone.
-async fn server_on(workers: &Workers) -> toxi::server::Server {
-    server_with(Config {
+/// Two workers of the test's own (so that the per-worker counts are its alone), a server
+/// on them with one echo proxy, and `n` connections through it.
+async fn two_workers(
+    name: &str,
+    n: u8,
+) -> (Workers, toxi::server::Server, Vec<tokio::net::TcpStream>) {
+    let workers = Workers::start(2, &format!("toxi-test-{name}"), || {}).unwrap();
+    let server = server_with(Config {
         data_path: workers.data_path(),
         ..Config::for_tests()
     })
-    .await
+    .await;
+    let p = proxy(&server, name, echo_upstream().await).await;
+    let socks = open(&p, n).await;
+    (workers, server, socks)
 }
 
 #[tokio::test]
 async fn connections_spread_over_workers_and_stay_exact() {
-    let workers = Workers::start(2, "toxi-test-spread", || {}).unwrap();
-    let server = server_on(&workers).await;
-    let p = proxy(&server, "spread", echo_upstream().await).await;
-    let path = workers.data_path();
-
     // The kernel spreads clients over the workers' listening sockets by a hash of their
     // addresses, and a worker that runs more than another hands a new client over: the
     // two stay within one connection of each other.
-    let mut socks = open(&p, 40).await;
+    let (workers, server, mut socks) = two_workers("spread", 40).await;
+    let path = workers.data_path();
     let spread = path.connections();
     assert_eq!(spread.iter().sum::<usize>(), 40);
     assert!(spread[0].abs_diff(spread[1]) <= 1, "{spread:?}");
@@ -97,10 +101,7 @@ async fn connections_spread_over_workers_and_stay_exact() {
 
 #[tokio::test]
 async fn a_toxic_reaches_connections_on_every_worker() {
-    let workers = Workers::start(2, "toxi-test-toxic", || {}).unwrap();
-    let server = server_on(&workers).await;
-    let p = proxy(&server, "slow", echo_upstream().await).await;
-    let mut socks = open(&p, 40).await;
+    let (workers, server, mut socks) = two_workers("slow", 40).await;
     assert!(workers.data_path().connections().iter().all(|&n| n > 0));
     server
         .client()
@@ -116,10 +117,7 @@ async fn a_toxic_reaches_connections_on_every_worker() {
 
 #[tokio::test]
 async fn stopping_the_workers_closes_their_connections() {
-    let workers = Workers::start(2, "toxi-test-stop", || {}).unwrap();
-    let server = server_on(&workers).await;
-    let p = proxy(&server, "stop", echo_upstream().await).await;
-    let mut socks = open(&p, 4).await;
+    let (workers, server, mut socks) = two_workers("stop", 4).await;
     let stopped = tokio::task::spawn_blocking(move || {
         let t0 = std::time::Instant::now();
         workers.shutdown(Duration::from_secs(1));
