@@ -461,6 +461,9 @@ mod batch {
         buf: Vec<u8>,
         dropped: u64,
         closed: bool,
+        /// The writer thread waits for a first line: the next line wakes it. While it
+        /// gathers or writes, lines are only added (no wake-up, no syscall).
+        waiting: bool,
     }
 
     #[derive(Default)]
@@ -486,7 +489,7 @@ mod batch {
                 st.dropped += 1;
                 return Ok(line.len());
             }
-            let wake = st.buf.is_empty();
+            let wake = std::mem::take(&mut st.waiting);
             st.buf.extend_from_slice(line);
             drop(st);
             if wake {
@@ -541,8 +544,10 @@ mod batch {
                 loop {
                     let mut st = theirs.lock();
                     while st.buf.is_empty() && !st.closed {
+                        st.waiting = true;
                         st = theirs.ready.wait(st).unwrap_or_else(|e| e.into_inner());
                     }
+                    st.waiting = false;
                     if !st.closed {
                         drop(st);
                         std::thread::sleep(GATHER);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::chain::{hash_str, mix};
@@ -232,7 +233,12 @@ pub(crate) async fn serve(
     }
     // Which link ended first (0: none yet, else its direction index + 1): the close reason.
     let first = std::sync::atomic::AtomicU8::new(0);
-    let link = |dir: Direction, src, dst| Link::of(&inst, dir, src, dst, &cancel, seed, &record);
+    // Both sockets close as soon as both links end (see `Link::pass_eof`).
+    let ends = [AtomicBool::new(false), AtomicBool::new(false)];
+    let link = |dir: Direction, src, dst| Link {
+        ends: Some((&ends, dir.index())),
+        ..Link::of(&inst, dir, src, dst, &cancel, seed, &record)
+    };
     let up = link(Direction::Upstream, &client, &upstream);
     let down = link(Direction::Downstream, &upstream, &client);
     let (a, b) = tokio::join!(

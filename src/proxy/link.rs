@@ -15,7 +15,7 @@
 //! that is blocked writing to a peer that stopped reading picks the edit up later.
 
 use std::io::{self, Read as _};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use tokio::io::Interest;
@@ -72,8 +72,13 @@ pub(crate) struct Link<'a> {
     /// Until the link's first read and first write: the sockets are new to the reactor,
     /// whose readiness starts empty, so those two go straight to the socket (a client's
     /// first request is usually already there, a fresh upstream is writable) instead of
-    /// waiting a reactor turn to learn it.
+    /// waiting a reactor turn to learn it. A just-dialled upstream has rarely spoken yet,
+    /// so the downstream link's first read waits for readiness like any other.
     pub fresh: [bool; 2],
+    /// The connection's two links, by direction: whether each has passed its source's
+    /// end on (see [`Link::pass_eof`]), and which one this is. `None`: this link does not
+    /// know whether its sockets close when it ends.
+    pub ends: Option<(&'a [AtomicBool; 2], usize)>,
 }
 
 const FIRST_READ: usize = 0;
@@ -110,8 +115,24 @@ impl<'a> Link<'a> {
             held_limit: inst.held_limit,
             carry: None,
             conn_bytes: &conn.bytes[dir.index()],
-            fresh: [true; 2],
+            fresh: [dir == crate::model::Direction::Upstream, true],
+            ends: None,
         }
+    }
+
+    /// The source ended: passes the FIN on toward the destination. When the other link
+    /// has already passed its own source's end on, this one ends the connection and both
+    /// sockets close now: `close` sends that FIN (the destination has nothing unread, the
+    /// other link read it to its end), so no `shutdown` is needed.
+    fn pass_eof(&self) -> LinkEnd {
+        if let Some((ends, me)) = self.ends {
+            ends[me].store(true, Ordering::Relaxed);
+            if ends[1 - me].load(Ordering::Relaxed) {
+                return LinkEnd::Eof;
+            }
+        }
+        shutdown_write(self.dst);
+        LinkEnd::Eof
     }
 
     pub(crate) async fn run(mut self) -> LinkEnd {
@@ -167,10 +188,7 @@ impl<'a> Link<'a> {
                 read_clearing(self.src, buf.get())
             };
             match read {
-                Ok(Read::Eof) => {
-                    shutdown_write(self.dst);
-                    return Some(LinkEnd::Eof);
-                }
+                Ok(Read::Eof) => return Some(self.pass_eof()),
                 Ok(Read::Data { n, full }) => {
                     self.counters
                         .received
@@ -336,10 +354,7 @@ impl<'a> Link<'a> {
             match self.src.try_io(Interest::READABLE, || {
                 splice::splice_in(self.src, &mut pipe)
             }) {
-                Ok(0) => {
-                    shutdown_write(self.dst);
-                    return Some(Some(LinkEnd::Eof));
-                }
+                Ok(0) => return Some(Some(self.pass_eof())),
                 Ok(n) => {
                     self.counters
                         .received
@@ -429,8 +444,7 @@ impl<'a> Link<'a> {
                         if let Some(kind) = pipe.closing() {
                             return Some(LinkEnd::Teardown(kind));
                         }
-                        shutdown_write(self.dst);
-                        return Some(LinkEnd::Eof);
+                        return Some(self.pass_eof());
                     }
                     Item::Data(c) => &c.data[pipe.out_pos..],
                 };
@@ -662,6 +676,7 @@ mod tests {
             carry: None,
             conn_bytes: &conn_bytes,
             fresh: [true; 2],
+            ends: None,
             client: None,
         };
         let sent = data.clone();

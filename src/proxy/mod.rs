@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -161,7 +162,7 @@ impl Running {
         for (i, l) in std_listeners.into_iter().enumerate() {
             let slot = first.map(|f| (f + i) % config.data_path.len());
             let _entered = slot.map(|slot| config.data_path.handle(slot).enter());
-            let l = tokio::net::TcpListener::from_std(l)
+            let l = register(l)
                 .map_err(|e| format!("listen tcp {listen}: {}", crate::gocompat::errno_text(&e)))?;
             listeners.push((slot, l));
         }
@@ -251,7 +252,7 @@ impl Running {
 /// the loop never dies while the proxy reports itself enabled. `counted`: the data path
 /// and this worker (`None` on the caller's runtime).
 async fn accept_loop(
-    listener: tokio::net::TcpListener,
+    listener: AsyncFd<std::net::TcpListener>,
     inst: Arc<Instance>,
     cancel: CancellationToken,
     connections_cancel: CancellationToken,
@@ -263,7 +264,7 @@ async fn accept_loop(
         let accepted = tokio::select! {
             biased;
             _ = cancel.cancelled() => return,
-            r = listener.accept() => r,
+            r = accept(&listener) => r,
         };
         match accepted {
             Ok((sock, peer)) => {
@@ -271,30 +272,25 @@ async fn accept_loop(
                 let seq = inst.next_seq.fetch_add(1, Ordering::Relaxed);
                 let token = connections_cancel.child_token();
                 let inst = inst.clone();
-                let Some((path, here)) = &counted else {
-                    connections.spawn(connection::serve(sock, peer, inst, seq, token));
-                    continue;
+                let (open, handle) = match &counted {
+                    Some((path, here)) => {
+                        let to = path.pick(*here);
+                        let handle = (to != *here).then(|| path.handle(to).clone());
+                        (Some(path.enter(to)), handle)
+                    }
+                    None => (None, None),
                 };
-                let to = path.pick(*here);
-                let open = path.enter(to);
-                if to == *here {
-                    connections.spawn(async move {
+                // Registered with the reactor of the worker that serves it, once.
+                let serve = async move {
+                    if let Ok(sock) = tokio::net::TcpStream::from_std(sock) {
                         connection::serve(sock, peer, inst, seq, token).await;
-                        drop(open);
-                    });
-                    continue;
-                }
-                // Moves to a less busy worker: deregistered here, registered there.
-                let Ok(sock) = sock.into_std() else { continue };
-                connections.spawn_on(
-                    async move {
-                        if let Ok(sock) = tokio::net::TcpStream::from_std(sock) {
-                            connection::serve(sock, peer, inst, seq, token).await;
-                        }
-                        drop(open);
-                    },
-                    path.handle(to),
-                );
+                    }
+                    drop(open);
+                };
+                match handle {
+                    None => connections.spawn(serve),
+                    Some(there) => connections.spawn_on(serve, &there),
+                };
             }
             Err(e) => {
                 tracing::warn!(name = %inst.name, error = %e, "Error while accepting client");
@@ -307,4 +303,46 @@ async fn accept_loop(
             }
         }
     }
+}
+
+/// Registers a listening socket with the current runtime's reactor. Its clients are
+/// accepted past tokio's `TcpListener`, which would register each one here at once: a
+/// client handed to another worker would be deregistered and registered again.
+#[allow(unsafe_code)]
+fn register(listener: std::net::TcpListener) -> std::io::Result<AsyncFd<std::net::TcpListener>> {
+    // SAFETY: the `AsyncFd` owns the listener, so its descriptor stays open and refers to
+    // the same socket until the `AsyncFd` drops.
+    Ok(unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) }?)
+}
+
+/// Waits for and accepts one client, not yet registered with any reactor.
+async fn accept(
+    listener: &AsyncFd<std::net::TcpListener>,
+) -> std::io::Result<(std::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        let mut ready = listener.readable().await?;
+        // `WouldBlock` clears the readiness, and the loop waits for the next client.
+        if let Ok(accepted) = ready.try_io(|l| accept_now(l.get_ref())) {
+            return accepted;
+        }
+    }
+}
+
+/// One `accept(2)`, giving a non-blocking, close-on-exec socket.
+fn accept_now(
+    listener: &std::net::TcpListener,
+) -> std::io::Result<(std::net::TcpStream, std::net::SocketAddr)> {
+    let listener = socket2::SockRef::from(listener);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let (sock, peer) = listener.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)?;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let (sock, peer) = {
+        let (sock, peer) = listener.accept()?;
+        sock.set_nonblocking(true)?;
+        (sock, peer)
+    };
+    let peer = peer
+        .as_socket()
+        .ok_or_else(|| std::io::Error::other("accepted a client that is not TCP/IP"))?;
+    Ok((sock.into(), peer))
 }

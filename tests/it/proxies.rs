@@ -64,6 +64,70 @@ async fn half_close_keeps_the_reply_direction_open() {
     assert_eq!(reply, b"reply after FIN: question");
 }
 
+/// An upstream that speaks first (a greeting, as SMTP or MySQL servers send) reaches the
+/// client before it has sent anything, and the exchange goes on from there.
+#[tokio::test]
+async fn an_upstream_that_speaks_first_is_heard() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        sock.write_all(b"220 ready\r\n").await.unwrap();
+        let mut buf = [0u8; 6];
+        sock.read_exact(&mut buf).await.unwrap();
+        sock.write_all(&buf).await.unwrap();
+    });
+    let server = server().await;
+    let p = proxy(&server, "greeter", upstream).await;
+    let mut c = connect(&p).await;
+    assert_eq!(read_n(&mut c, 11).await, b"220 ready\r\n");
+    c.write_all(b"HELO x").await.unwrap();
+    assert_eq!(read_n(&mut c, 6).await, b"HELO x");
+}
+
+/// Both ends close, in either order (as an HTTP exchange with `Connection: close` does):
+/// each peer gets every byte and then a clean end of stream, never a reset.
+#[tokio::test]
+async fn both_ends_closing_end_cleanly_for_both_peers() {
+    for upstream_first in [true, false] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = listener.local_addr().unwrap();
+        let (got_tx, got_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 7];
+            sock.read_exact(&mut request).await.unwrap();
+            sock.write_all(b"response").await.unwrap();
+            if upstream_first {
+                sock.shutdown().await.unwrap();
+            }
+            let mut rest = Vec::new();
+            let clean = sock.read_to_end(&mut rest).await.is_ok();
+            let _ = got_tx.send((request, rest, clean));
+        });
+        let server = server().await;
+        let p = proxy(&server, "closing", upstream).await;
+        let mut c = connect(&p).await;
+        c.write_all(b"request").await.unwrap();
+        assert_eq!(read_n(&mut c, 8).await, b"response");
+        if upstream_first {
+            let (rest, clean) = read_to_end(&mut c).await;
+            assert!(clean && rest.is_empty(), "client: {rest:?} clean={clean}");
+            c.shutdown().await.unwrap();
+        } else {
+            c.shutdown().await.unwrap();
+        }
+        let (request, rest, clean) = within("upstream sees the end", got_rx).await.unwrap();
+        assert_eq!(&request, b"request");
+        assert!(clean && rest.is_empty(), "upstream: {rest:?} clean={clean}");
+        if !upstream_first {
+            // The upstream's socket closed after the client's FIN reached it.
+            let (rest, clean) = read_to_end(&mut c).await;
+            assert!(clean && rest.is_empty(), "client: {rest:?} clean={clean}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn disable_closes_live_connections_and_refuses_new_ones() {
     let server = server().await;
