@@ -123,6 +123,15 @@ pub fn init() -> LogGuard {
     if installed.is_err() {
         return LogGuard { _worker: None };
     }
+    // Other crates log through `log` at most at `warn` (see `filter`). Installing the
+    // subscriber let `log` build every record up to its own level, trace included: mio
+    // then formatted a line per socket registered or dropped, only for `filter` to drop
+    // it. Capped here, such a record costs one comparison.
+    log::set_max_level(match max.min(LevelFilter::WARN) {
+        LevelFilter::WARN => log::LevelFilter::Warn,
+        LevelFilter::ERROR => log::LevelFilter::Error,
+        _ => log::LevelFilter::Off,
+    });
     if let Err(raw) = level {
         tracing::error!(
             error = format!("Unknown Level String: '{raw}', defaulting to NoLevel"),
