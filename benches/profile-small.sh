@@ -3,6 +3,8 @@
 #
 #   benches/profile-small.sh            # 5 s per run, 10 connections, 2 wrk threads
 #   SECS=10 CONNS=50 benches/profile-small.sh
+#   CLOSE=1 benches/profile-small.sh    # every request on a new connection
+#                                       # (`Connection: close`): the cost per connection
 #
 # An nginx upstream answers every request with an 11-byte "hello world" over keep-alive.
 # For each proxy (toxi-server with one TCP proxy, HAProxy in TCP mode with 2 threads) wrk
@@ -18,6 +20,8 @@ set -euo pipefail
 SECS=${SECS:-5}
 CONNS=${CONNS:-10}
 THREADS=${THREADS:-2}
+HEADER=()
+[ "${CLOSE:-0}" = 1 ] && HEADER=(-H "Connection: close")
 TOP=${TOP:-8}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TOXI_SERVER=${TOXI_SERVER_BIN:-$ROOT/target/release/toxi-server}
@@ -65,7 +69,7 @@ cpu_ns() {
 # wrk through 127.0.0.1:$1 for ${2:-$SECS} s; prints "requests rate".
 run_wrk() {
   local secs=${2:-$SECS}
-  timeout $((secs + 30)) wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" "http://127.0.0.1:$1/" >"$DIR/wrk.out"
+  timeout $((secs + 30)) wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" "${HEADER[@]}" "http://127.0.0.1:$1/" >"$DIR/wrk.out"
   awk '/requests in/ {n = $1} /^Requests\/sec/ {r = $2} END {print n, r}' "$DIR/wrk.out"
 }
 
@@ -140,7 +144,7 @@ if ! perf stat -e context-switches true >/dev/null 2>&1; then
   echo "perf stat -e context-switches does not work here: no context-switch counts"
 fi
 
-echo "wrk -t$THREADS -c$CONNS -d${SECS}s, nginx upstream (11-byte body), $(nproc) CPUs"
+echo "wrk -t$THREADS -c$CONNS -d${SECS}s ${HEADER[*]}, nginx upstream (11-byte body), $(nproc) CPUs"
 read -r n rate < <(run_wrk "$UP")
 echo
 echo "direct (wrk -> nginx): $rate req/s"
