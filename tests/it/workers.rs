@@ -42,12 +42,12 @@ async fn two_workers(
 async fn connections_spread_over_workers_and_stay_exact() {
     // The kernel spreads clients over the workers' listening sockets by a hash of their
     // addresses, and a worker that runs more than another hands a new client over: the
-    // two stay within one connection of each other.
+    // two stay within two connections of each other.
     let (workers, server, mut socks) = two_workers("spread", 40).await;
     let path = workers.data_path();
     let spread = path.connections();
     assert_eq!(spread.iter().sum::<usize>(), 40);
-    assert!(spread[0].abs_diff(spread[1]) <= 1, "{spread:?}");
+    assert!(spread[0].abs_diff(spread[1]) <= 2, "{spread:?}");
 
     // Streams on both workers, with a toxic added and removed mid-stream: every byte
     // arrives once and in order.
