@@ -1013,6 +1013,28 @@ pub async fn latency(ctx: &Ctx) -> Res<Vec<Row>> {
         bt_min >= SET_MS && bt_max <= SET_MS + 10.0,
         "all in 50..60 ms",
     ));
+    // The machine's own floor: how late a plain thread sleep wakes on this machine, with
+    // no proxy at all. A VM that now and then runs a vCPU late makes every timed wait
+    // late by as much, toxi's included.
+    let sleeps = if ctx.p.quick { 200 } else { 1000 };
+    let floor =
+        tokio::task::spawn_blocking(move || sleep_lateness(sleeps, Duration::from_millis(5)))
+            .await
+            .map_err(|e| e.to_string())?;
+    let over = floor.iter().filter(|l| **l > TARGET_MS).count();
+    rows.push(Row::value(
+        &format!("machine floor: {sleeps} thread sleeps of 5 ms, lateness"),
+        "no proxy".into(),
+        format!(
+            "p50 {:.3}, p99.9 {:.3}, max {:.3} ms",
+            floor[floor.len() / 2],
+            floor[floor.len() * 999 / 1000],
+            floor[floor.len() - 1]
+        ),
+        format!("{over} over 1 ms"),
+        true,
+        "-",
+    ));
     rows.insert(
         1,
         Row::value(
@@ -1025,6 +1047,23 @@ pub async fn latency(ctx: &Ctx) -> Res<Vec<Row>> {
         ),
     );
     Ok(rows)
+}
+
+/// Sleeps `n` times for `each` on this thread and returns how late each wake-up was, in
+/// ms, sorted.
+fn sleep_lateness(n: usize, each: Duration) -> Vec<f64> {
+    let mut late: Vec<f64> = (0..n)
+        .map(|_| {
+            let deadline = Instant::now() + each;
+            std::thread::sleep(each);
+            Instant::now()
+                .saturating_duration_since(deadline)
+                .as_secs_f64()
+                * 1e3
+        })
+        .collect();
+    late.sort_by(f64::total_cmp);
+    late
 }
 
 /// Sends `n` 16-byte messages (numbered) to `proxy`, one every `gap` (back to back when

@@ -7,17 +7,26 @@
 //!
 //! * **coarse**: a plain tokio sleep until [`MARGIN`] before the deadline, when the wait
 //!   is longer than that (long and "forever" waits cost no file descriptor);
-//! * **fine** (Linux): a `timerfd` on `CLOCK_MONOTONIC` armed at the absolute deadline
+//! * **fine** (Linux): a `timerfd` on `CLOCK_MONOTONIC` armed at an absolute time
 //!   (`TFD_TIMER_ABSTIME`), registered with the runtime's reactor through
 //!   [`AsyncFd`](tokio::io::unix::AsyncFd), so the kernel's high-resolution timer wakes
 //!   the task. std's (and tokio's) `Instant` is `CLOCK_MONOTONIC` on Linux; the deadline
 //!   is converted by the offset between one `Instant::now()` and one `clock_gettime` read
 //!   after it, which can only move the deadline later.
+//! * **last stretch**: waking an idle thread takes time of its own (0.1-0.2 ms on a VM,
+//!   measured), which a timer armed at the deadline would add to every wait. So the
+//!   `timerfd` is armed a *lead* before the deadline, the wake-up latency the process
+//!   has measured so far plus 25 µs (at most 0.3 ms), and the task then yields to the
+//!   runtime until the deadline: the thread is running when the deadline comes, and the
+//!   other tasks of the worker run meanwhile. A wait that starts within the lead (the
+//!   chunks of a burst follow each other closely, and the thread is awake anyway) arms
+//!   the `timerfd` at the deadline itself, so a stream never keeps a worker yielding.
 //!
 //! The wait returns only once `Instant::now() >= deadline`, so a toxic's wait never ends
-//! early. Nothing spins and nothing runs in the background: an idle wait is one armed
-//! kernel timer. The timer works on any runtime flavour (current-thread or multi-thread)
-//! and wakes only the task that waits.
+//! early. Nothing runs in the background and nothing spins while idle: an idle wait is
+//! one armed kernel timer, and the yielding is bounded by the lead per wait. The timer
+//! works on any runtime flavour (current-thread or multi-thread) and wakes only the task
+//! that waits.
 //!
 //! The `timerfd` is opened at the start of a fine stretch and kept, re-armed only when the
 //! deadline changes, while deadlines follow each other closely (a burst of chunks); it is
@@ -29,9 +38,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// How long before the deadline the coarse sleep ends: tokio's timer fires up to about
-/// 1 ms after the tick it rounds to, so 2 ms leaves the fine stretch room to start.
-pub(crate) const MARGIN: Duration = Duration::from_millis(2);
+/// How long before the deadline the coarse sleep ends. tokio's timer rounds a deadline up
+/// to its next millisecond tick and then fires about 1.2 ms late (measured), and up to
+/// 2 ms late now and then on a busy machine: 4 ms leaves the fine stretch room to start.
+pub(crate) const MARGIN: Duration = Duration::from_millis(4);
 
 /// One link's timer. Holds a descriptor only during fine stretches.
 #[derive(Default)]
@@ -71,6 +81,8 @@ impl PreciseTimer {
 mod linux {
     use std::io;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
 
     use tokio::io::unix::AsyncFd;
     use tokio::time::Instant;
@@ -82,6 +94,8 @@ mod linux {
         fd: Option<Result<AsyncFd<OwnedFd>, ()>>,
         /// The deadline the kernel timer is armed for, until it is read as expired.
         armed: Option<Instant>,
+        /// The deadline whose early timer (armed [`lead`] before it) has expired.
+        early: Option<Instant>,
     }
 
     impl Fine {
@@ -89,24 +103,43 @@ mod linux {
         pub(super) fn release(&mut self) {
             self.fd = None;
             self.armed = None;
+            self.early = None;
         }
 
         /// Waits on the `timerfd` until `deadline`; false when there is none to wait on.
+        ///
+        /// A long enough wait arms the kernel timer [`lead`] before the deadline, so that
+        /// the thread is running again when it comes, and yields to the runtime for what
+        /// is left (see the module documentation).
         pub(super) async fn sleep_until(&mut self, deadline: Instant) -> bool {
             let fd = match self.fd.get_or_insert_with(create) {
                 Ok(fd) => fd,
                 Err(()) => return false,
             };
             loop {
-                if Instant::now() >= deadline {
+                let now = Instant::now();
+                if now >= deadline {
                     return true;
                 }
-                if self.armed != Some(deadline) {
-                    if arm(fd.get_ref(), deadline).is_err() {
+                if self.early == Some(deadline) {
+                    // The early kernel timer has fired: yield the rest, never blocking.
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                let lead = lead();
+                // Closer than the lead (a burst of chunks, which keeps the thread busy
+                // anyway): the kernel timer is armed at the deadline itself.
+                let at = if deadline - now > lead {
+                    deadline - lead
+                } else {
+                    deadline
+                };
+                if self.armed != Some(at) {
+                    if arm(fd.get_ref(), at).is_err() {
                         self.armed = None;
                         return false;
                     }
-                    self.armed = Some(deadline);
+                    self.armed = Some(at);
                 }
                 let Ok(mut guard) = fd.readable().await else {
                     return false;
@@ -115,9 +148,41 @@ mod linux {
                 // `EAGAIN` (re-arming resets the count) and is cleared here.
                 if let Ok(Ok(_)) = guard.try_io(|fd| read_expiries(fd.get_ref())) {
                     self.armed = None;
+                    if at < deadline {
+                        learn(Instant::now().saturating_duration_since(at));
+                        self.early = Some(deadline);
+                    }
                 }
             }
         }
+    }
+
+    /// The wake-up latency learned so far, in nanoseconds: how long after its kernel timer
+    /// expires a waiting task runs again. One figure for the process (it is the machine's
+    /// and the runtime's, not a link's).
+    static WAKE_NS: AtomicU64 = AtomicU64::new(INITIAL_WAKE.as_nanos() as u64);
+
+    /// The first estimate, before any wake-up was measured.
+    const INITIAL_WAKE: Duration = Duration::from_micros(100);
+    /// The most the lead grows to, however slow wake-ups get: a descheduled thread's
+    /// wake-up says nothing about the next one, and the lead is spent yielding.
+    const MAX_LEAD: Duration = Duration::from_micros(300);
+    /// Added to the estimate, so that most wake-ups land before the deadline.
+    const HEADROOM: Duration = Duration::from_micros(25);
+
+    /// How long before a deadline its kernel timer is armed.
+    fn lead() -> Duration {
+        (Duration::from_nanos(WAKE_NS.load(Ordering::Relaxed)) + HEADROOM).min(MAX_LEAD)
+    }
+
+    /// Folds one measured wake-up latency into the estimate (a moving average over about
+    /// eight wake-ups; a sample above [`MAX_LEAD`] counts as `MAX_LEAD`).
+    fn learn(latency: Duration) {
+        let sample = latency.min(MAX_LEAD).as_nanos() as i64;
+        let old = WAKE_NS.load(Ordering::Relaxed) as i64;
+        let new = old + (sample - old) / 8;
+        // Racing updates from other workers may lose a sample: an estimate either way.
+        WAKE_NS.store(new.max(0) as u64, Ordering::Relaxed);
     }
 
     fn create() -> Result<AsyncFd<OwnedFd>, ()> {
