@@ -171,13 +171,13 @@ mod linux {
     const HEADROOM: Duration = Duration::from_micros(25);
 
     /// How long before a deadline its kernel timer is armed.
-    fn lead() -> Duration {
+    pub(super) fn lead() -> Duration {
         (Duration::from_nanos(WAKE_NS.load(Ordering::Relaxed)) + HEADROOM).min(MAX_LEAD)
     }
 
     /// Folds one measured wake-up latency into the estimate (a moving average over about
     /// eight wake-ups; a sample above [`MAX_LEAD`] counts as `MAX_LEAD`).
-    fn learn(latency: Duration) {
+    pub(super) fn learn(latency: Duration) {
         let sample = latency.min(MAX_LEAD).as_nanos() as i64;
         let old = WAKE_NS.load(Ordering::Relaxed) as i64;
         let new = old + (sample - old) / 8;
@@ -285,6 +285,27 @@ mod tests {
             late.sort();
             assert!(late[late.len() / 2] < Duration::from_millis(5), "{late:?}");
         });
+    }
+
+    /// However slow or fast wake-ups get, the lead stays between the headroom and its cap,
+    /// so a wait never yields for long.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_lead_stays_bounded() {
+        for _ in 0..50 {
+            linux::learn(Duration::from_secs(10));
+        }
+        assert!(
+            linux::lead() <= Duration::from_micros(300),
+            "{:?}",
+            linux::lead()
+        );
+        for _ in 0..200 {
+            linux::learn(Duration::ZERO);
+        }
+        let lead = linux::lead();
+        assert!(lead >= Duration::from_micros(25), "{lead:?}");
+        assert!(lead <= Duration::from_micros(300), "{lead:?}");
     }
 
     #[test]
