@@ -8,13 +8,15 @@
 #
 # An nginx upstream answers every request with an 11-byte "hello world" over keep-alive.
 # For each proxy (toxi-server with one TCP proxy, HAProxy in TCP mode with 2 threads) wrk
-# runs three times through it: alone (req/s and the proxy's CPU µs per request, from
-# /proc/PID/task/*/schedstat), under `strace -c -f` (syscalls per request by name) and
-# under `perf stat` (context switches and CPU migrations per request). strace slows
-# the proxy a lot, so only its per-request counts are used, never its rate. wrk straight
-# to nginx gives the direct rate for reference. Loopback only, ports picked at run time;
-# everything started here is stopped on exit. Needs nginx, haproxy and wrk; strace and
-# perf are optional (their part is skipped with a message).
+# runs through it up to four times: alone (req/s and the proxy's CPU µs per request, from
+# /proc/PID/task/*/schedstat), under `strace -c -f` (syscalls per request by name), under
+# `perf stat` (context switches and CPU migrations per request) and under `perf stat` on
+# the kernel's syscall tracepoints (syscalls per request again, without strace's effect on
+# the proxies' timing). strace slows the proxy a lot, so only its per-request counts are
+# used, never its rate. wrk straight to nginx gives the direct rate for reference.
+# Loopback only, ports picked at run time; everything started here is stopped on exit.
+# Needs nginx, haproxy and wrk; strace and perf are optional (their part is skipped with
+# a message).
 set -euo pipefail
 
 SECS=${SECS:-5}
@@ -143,6 +145,16 @@ if ! perf stat -e context-switches true >/dev/null 2>&1; then
   HAVE_PERF=0
   echo "perf stat -e context-switches does not work here: no context-switch counts"
 fi
+# Syscall counts without strace, from the kernel's syscall tracepoints: strace stops the
+# proxy at every call, which changes how HAProxy batches its work (it then skips
+# `shutdown` and calls `epoll_wait` a third as often), so these are the counts to compare.
+CALLS="sendto recvfrom epoll_wait epoll_ctl accept4 shutdown close setsockopt getpeername write futex"
+TRACEPOINTS=""
+if [ "$HAVE_PERF" = 1 ] && perf stat -e syscalls:sys_enter_sendto true >/dev/null 2>&1; then
+  for c in $CALLS; do TRACEPOINTS="$TRACEPOINTS${TRACEPOINTS:+,}syscalls:sys_enter_$c"; done
+else
+  echo "perf cannot count syscall tracepoints here (needs root or perf_event_paranoid <= -1): strace counts only"
+fi
 
 echo "wrk -t$THREADS -c$CONNS -d${SECS}s ${HEADER[*]}, nginx upstream (11-byte body), $(nproc) CPUs"
 read -r n rate < <(run_wrk "$UP")
@@ -189,6 +201,20 @@ profile() {
       $3 == "cpu-migrations"   {printf "CPU migrations/req:   %.4f\n", $1 / n}
       $3 == "task-clock"       {printf "task-clock µs/req:    %.2f (perf, whole window)\n", $1 * 1000 / n}
     ' "$DIR/perf.out"
+  fi
+
+  if [ -n "$TRACEPOINTS" ]; then
+    perf stat -x, -e "$TRACEPOINTS" -p "$pid" -o "$DIR/calls.out" &
+    local pc=$!
+    sleep 0.5
+    read -r n _ < <(run_wrk "$port")
+    kill -INT "$pc" 2>/dev/null || true
+    wait "$pc" 2>/dev/null || true
+    echo "syscalls/request without strace (perf tracepoints):"
+    awk -F, -v n="$n" '$3 ~ /^syscalls:sys_enter_/ {
+        name = $3; sub(/^syscalls:sys_enter_/, "", name)
+        if ($1 + 0 > 0) printf "  %-18s %.3f\n", name, $1 / n
+      }' "$DIR/calls.out" | sort -k2 -nr
   fi
 }
 
