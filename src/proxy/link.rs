@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::chain::Chain;
 use super::pipeline::{Clock, Pipeline};
+use super::rxstamp::Stamps;
 use super::splice;
 use super::timer::PreciseTimer;
 use crate::metrics::DirectionCounters;
@@ -430,6 +431,9 @@ impl<'a> Link<'a> {
         let mut buf = pool::Buf::none();
         let mut src_eof = false;
         let mut timer = PreciseTimer::default();
+        let mut stamps = Stamps::default();
+        // Since when the link has been waiting to read, without a pause.
+        let mut listening: Option<Instant> = None;
         loop {
             let now = clock.now(Instant::now());
             let deadline = match pipe.pump(now) {
@@ -472,6 +476,11 @@ impl<'a> Link<'a> {
             }
             let can_read =
                 !src_eof && pipe.first_can_accept() && pipe.held_bytes() < self.held_limit.max(1);
+            if can_read {
+                listening.get_or_insert(now);
+            } else {
+                listening = None;
+            }
             let want_write = !pipe.out.is_empty();
             let sleep_at = clock.timer(deadline, now);
             let chain = &mut self.chain;
@@ -499,14 +508,13 @@ impl<'a> Link<'a> {
                     if ready.is_err() {
                         return Some(LinkEnd::Teardown(CloseKind::Fin));
                     }
-                    let read = self.src.try_read(buf.get());
-                    let ts = Instant::now();
+                    let read = stamps.read(self.src, buf.get(), listening.unwrap_or(now));
                     match read {
-                        Ok(0) => {
+                        Ok((0, ts)) => {
                             src_eof = true;
                             pipe.push_first(Item::Eof, clock.now(ts));
                         }
-                        Ok(n) => {
+                        Ok((n, ts)) => {
                             self.counters.received.fetch_add(n as u64, Ordering::Relaxed);
                             let item = pipe.chunk(&buf.get()[..n], ts);
                             pipe.push_first(item, clock.now(ts));

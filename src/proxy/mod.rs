@@ -28,6 +28,7 @@ pub(crate) mod conns;
 pub(crate) mod http;
 pub(crate) mod link;
 pub(crate) mod pipeline;
+mod rxstamp;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod splice;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]

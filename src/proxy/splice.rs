@@ -11,8 +11,8 @@
 //! which tokio would take as "socket not readable" and lose a wake-up; [`splice_in`]
 //! therefore refuses to run unless the pipe is empty.
 //!
-//! With the `timerfd` calls of `timer.rs` and the listener registration of `mod.rs`,
-//! everything unsafe in the proxy lives here.
+//! With the `timerfd` calls of `timer.rs`, the receive timestamps of `rxstamp.rs` and the
+//! listener registration of `mod.rs`, everything unsafe in the proxy lives here.
 #![allow(unsafe_code)]
 
 use std::io;

@@ -74,8 +74,8 @@ impl PreciseTimer {
     }
 }
 
-/// The `timerfd` syscalls: with the splice module and the listener registration in
-/// `mod.rs`, the only unsafe code of the proxy.
+/// The `timerfd` syscalls: with the splice and receive-timestamp modules and the listener
+/// registration in `mod.rs`, the only unsafe code of the proxy.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 mod linux {
