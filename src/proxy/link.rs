@@ -162,9 +162,11 @@ impl<'a> Link<'a> {
     async fn fast_path(&mut self) -> Option<LinkEnd> {
         let mut buf = pool::Buf::none();
         let mut full_reads = 0u32;
+        // The source's FIN has arrived (the reactor reported it with the last readiness).
+        let mut src_closed = false;
         loop {
             if let Some(data) = self.carry.take() {
-                match self.write_out(&data).await {
+                match self.write_out(&data, false).await {
                     Ok(Written::All) => {}
                     Ok(Written::Partial(n)) => {
                         self.carry = Some(data.slice(n..));
@@ -190,11 +192,26 @@ impl<'a> Link<'a> {
             };
             match read {
                 Ok(Read::Eof) => return Some(self.pass_eof()),
-                Ok(Read::Data { n, full }) => {
+                Ok(Read::Data { mut n, full }) => {
+                    // The read drained the source and its FIN is in: the next read is the
+                    // end. Taking it now lets the data and the FIN leave in one segment,
+                    // as the source sent them (a response, then close), instead of two.
+                    let mut then = None;
+                    if src_closed && !full {
+                        match read_raw(self.src, &mut buf.get()[n..]) {
+                            Ok(Read::Eof) => then = Some(LinkEnd::Eof),
+                            Ok(Read::Data { n: more, .. }) => n += more,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(_) => then = Some(LinkEnd::Teardown(CloseKind::Fin)),
+                        }
+                    }
                     self.counters
                         .received
                         .fetch_add(n as u64, Ordering::Relaxed);
-                    match self.write_out(&buf.get()[..n]).await {
+                    let last = then == Some(LinkEnd::Eof);
+                    match self.write_out(&buf.get()[..n], last).await {
+                        Ok(Written::All) if last => return Some(self.pass_eof()),
+                        Ok(Written::All) if then.is_some() => return then,
                         Ok(Written::All) => {
                             // `try_read`/`try_write` do not count toward tokio's cooperative
                             // budget: without this, a stream that is always ready would keep
@@ -230,11 +247,10 @@ impl<'a> Link<'a> {
                         Err(_) => self.watching = false,
                     }
                 }
-                ready = self.src.readable() => {
-                    if ready.is_err() {
-                        return Some(LinkEnd::Teardown(CloseKind::Fin));
-                    }
-                }
+                ready = self.src.ready(Interest::READABLE) => match ready {
+                    Ok(ready) => src_closed = ready.is_read_closed(),
+                    Err(_) => return Some(LinkEnd::Teardown(CloseKind::Fin)),
+                },
             }
         }
     }
@@ -263,11 +279,14 @@ impl<'a> Link<'a> {
     /// The connection's byte count includes `data` before the write, so a client that has
     /// received the bytes never reads a smaller count from the connections API; what is
     /// not written after all is taken back.
-    async fn write_out(&mut self, data: &[u8]) -> Result<Written, LinkEnd> {
+    ///
+    /// `last`: the source's end follows at once (its FIN is passed on right after), so the
+    /// kernel may hold the tail back (`MSG_MORE`) and send it with the FIN.
+    async fn write_out(&mut self, data: &[u8], last: bool) -> Result<Written, LinkEnd> {
         self.conn_bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         let mut done = 0;
-        let result = self.write_from(data, &mut done).await;
+        let result = self.write_from(data, &mut done, last).await;
         if done < data.len() {
             self.conn_bytes
                 .fetch_sub((data.len() - done) as u64, Ordering::Relaxed);
@@ -276,15 +295,26 @@ impl<'a> Link<'a> {
     }
 
     /// [`Link::write_out`]'s loop; `done` counts the bytes written, whatever the outcome.
-    async fn write_from(&mut self, data: &[u8], done: &mut usize) -> Result<Written, LinkEnd> {
+    async fn write_from(
+        &mut self,
+        data: &[u8],
+        done: &mut usize,
+        last: bool,
+    ) -> Result<Written, LinkEnd> {
         while *done < data.len() {
             let rest = &data[*done..];
-            let wrote = match self.dst.try_write(rest) {
+            let tried = if last {
+                self.dst
+                    .try_io(Interest::WRITABLE, || write_raw(self.dst, rest, true))
+            } else {
+                self.dst.try_write(rest)
+            };
+            let wrote = match tried {
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock
                         && std::mem::take(&mut self.fresh[FIRST_WRITE]) =>
                 {
-                    write_raw(self.dst, rest)
+                    write_raw(self.dst, rest, last)
                 }
                 r => r,
             };
@@ -580,11 +610,18 @@ fn read_raw(src: &TcpStream, buf: &mut [u8]) -> io::Result<Read> {
 }
 
 /// A write straight to the socket, past the reactor's readiness (see [`Link::fresh`]).
-fn write_raw(dst: &TcpStream, data: &[u8]) -> io::Result<usize> {
+/// `more`: the caller shuts writing down right after, so on Linux the kernel may keep a
+/// short tail back (`MSG_MORE`) and send it in the FIN's segment. Nothing is held past
+/// that: the `shutdown` (or `close`) that follows sends it, and so does any
+/// acknowledgement that comes first.
+fn write_raw(dst: &TcpStream, data: &[u8], more: bool) -> io::Result<usize> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    let flags = libc::MSG_NOSIGNAL;
+    let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let flags = 0;
+    let flags = {
+        let _ = more;
+        0
+    };
     socket2::SockRef::from(dst).send_with_flags(data, flags)
 }
 

@@ -64,6 +64,63 @@ async fn half_close_keeps_the_reply_direction_open() {
     assert_eq!(reply, b"reply after FIN: question");
 }
 
+/// A reply that arrives together with its FIN (an upstream that answers and closes) leaves
+/// toward the client together with it too, in one segment, as from the upstream itself:
+/// the client's socket sees the handshake's SYN-ACK and one more segment, not a data
+/// segment and then a bare FIN.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_reply_and_its_fin_leave_in_one_segment() {
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        // Held back (`MSG_MORE`) until the shutdown, so both go in one segment.
+        let sent = send_more(&sock, b"220 ready, bye\r\n");
+        assert_eq!(sent, 16);
+        sock.shutdown(std::net::Shutdown::Write).unwrap();
+        let _ = std::io::Read::read(&mut &sock, &mut [0u8; 1]);
+    });
+    let server = server().await;
+    let p = proxy(&server, "one-segment", upstream).await;
+    let mut c = connect(&p).await;
+    let (reply, clean) = read_to_end(&mut c).await;
+    assert!(clean);
+    assert_eq!(reply, b"220 ready, bye\r\n");
+    // SAFETY: a plain `getsockopt` into a `tcp_info` of the size passed.
+    #[allow(unsafe_code)]
+    let segs_in = unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            c.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        assert_eq!(rc, 0);
+        info.tcpi_segs_in
+    };
+    assert_eq!(segs_in, 2, "SYN-ACK, then the reply with the FIN");
+}
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn send_more(sock: &std::net::TcpStream, data: &[u8]) -> isize {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sends from a live slice of the length given.
+    unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_MORE | libc::MSG_NOSIGNAL,
+        )
+    }
+}
+
 /// An upstream that speaks first (a greeting, as SMTP or MySQL servers send) reaches the
 /// client before it has sent anything, and the exchange goes on from there.
 #[tokio::test]
