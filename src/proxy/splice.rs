@@ -57,9 +57,12 @@ pub(crate) fn enable_for_tests() {
     ENABLED.store(true, Ordering::Relaxed);
 }
 
-/// The pipe size asked for with `F_SETPIPE_SZ` (the kernel may refuse: per-user pipe
-/// limits; the pipe then keeps its default size, which works as well).
-pub(crate) const PIPE_SIZE: usize = 256 * 1024;
+/// The pipe sizes asked for with `F_SETPIPE_SZ`, in turn (the kernel may refuse: above
+/// `fs.pipe-max-size`, or over the per-user pipe limits; the pipe then keeps its default
+/// size, which works as well). A 1 MiB pipe moves more per pair of calls, so the
+/// destination's reader is woken less often per byte: single-stream iperf3 through
+/// `toxi-server` ran 2.29-2.49 GB/s against 2.05-2.10 with 256 KiB.
+pub(crate) const PIPE_SIZES: [usize; 2] = [1024 * 1024, 256 * 1024];
 
 /// Below this capacity a pipe is not used: the buffered path moves more per call.
 const MIN_USEFUL: usize = super::link::CHUNK_SIZE;
@@ -75,7 +78,8 @@ pub(crate) struct Pipe {
 }
 
 impl Pipe {
-    /// Opens a non-blocking, close-on-exec pipe of about [`PIPE_SIZE`] bytes.
+    /// Opens a non-blocking, close-on-exec pipe of the first of [`PIPE_SIZES`] the kernel
+    /// grants.
     pub(crate) fn new() -> io::Result<Pipe> {
         let mut fds: [libc::c_int; 2] = [-1; 2];
         // SAFETY: `fds` is a writable array of two ints, as pipe2 requires.
@@ -86,14 +90,13 @@ impl Pipe {
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // SAFETY: fcntl on a descriptor we own; both commands take an int argument.
         let cap = unsafe {
-            match libc::fcntl(
-                write.as_raw_fd(),
-                libc::F_SETPIPE_SZ,
-                PIPE_SIZE as libc::c_int,
-            ) {
-                n if n > 0 => n,
-                _ => libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ),
-            }
+            PIPE_SIZES
+                .iter()
+                .map(|&size| {
+                    libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int)
+                })
+                .find(|&n| n > 0)
+                .unwrap_or_else(|| libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ))
         };
         let cap = usize::try_from(cap)
             .ok()
