@@ -17,7 +17,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 
@@ -57,12 +57,25 @@ pub(crate) fn enable_for_tests() {
     ENABLED.store(true, Ordering::Relaxed);
 }
 
-/// The pipe sizes asked for with `F_SETPIPE_SZ`, in turn (the kernel may refuse: above
+/// The pipe size asked for with `F_SETPIPE_SZ` (the kernel may refuse: above
 /// `fs.pipe-max-size`, or over the per-user pipe limits; the pipe then keeps its default
-/// size, which works as well). A 1 MiB pipe moves more per pair of calls, so the
-/// destination's reader is woken less often per byte: single-stream iperf3 through
-/// `toxi-server` ran 2.29-2.49 GB/s against 2.05-2.10 with 256 KiB.
-pub(crate) const PIPE_SIZES: [usize; 2] = [1024 * 1024, 256 * 1024];
+/// size, which works as well).
+pub(crate) const PIPE_SIZE: usize = 256 * 1024;
+
+/// The size asked for first while fewer than [`BIG_PIPES`] pipes are open. A 1 MiB pipe
+/// moves more per pair of calls, so the destination's reader is woken less often per
+/// byte: single-stream iperf3 through `toxi-server` ran 2.29-2.49 GB/s against
+/// 2.05-2.10 with 256 KiB.
+pub(crate) const BIG_PIPE_SIZE: usize = 1024 * 1024;
+
+/// How many pipes may be [`BIG_PIPE_SIZE`] at once. An unprivileged user's pipes share
+/// `fs.pipe-user-pages-soft` (64 MiB by default), past which new pipes get two pages and
+/// links stop splicing: sixteen big pipes take a quarter of it, which leaves room for 192
+/// more streams at [`PIPE_SIZE`].
+const BIG_PIPES: usize = 16;
+
+/// Pipes open now, in this process.
+static OPEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Below this capacity a pipe is not used: the buffered path moves more per call.
 const MIN_USEFUL: usize = super::link::CHUNK_SIZE;
@@ -75,11 +88,21 @@ pub(crate) struct Pipe {
     len: usize,
     /// Capacity in bytes (the most one `splice_in` asks for).
     cap: usize,
+    _counted: Counted,
+}
+
+/// One pipe counted in [`OPEN`] until it drops.
+struct Counted;
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Pipe {
-    /// Opens a non-blocking, close-on-exec pipe of the first of [`PIPE_SIZES`] the kernel
-    /// grants.
+    /// Opens a non-blocking, close-on-exec pipe of [`BIG_PIPE_SIZE`] (while few are open)
+    /// or [`PIPE_SIZE`], whichever the kernel grants first.
     pub(crate) fn new() -> io::Result<Pipe> {
         let mut fds: [libc::c_int; 2] = [-1; 2];
         // SAFETY: `fds` is a writable array of two ints, as pipe2 requires.
@@ -88,9 +111,16 @@ impl Pipe {
         }
         // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let open = OPEN.fetch_add(1, Ordering::Relaxed);
+        let counted = Counted;
+        let sizes = if open < BIG_PIPES {
+            &[BIG_PIPE_SIZE, PIPE_SIZE][..]
+        } else {
+            &[PIPE_SIZE][..]
+        };
         // SAFETY: fcntl on a descriptor we own; both commands take an int argument.
         let cap = unsafe {
-            PIPE_SIZES
+            sizes
                 .iter()
                 .map(|&size| {
                     libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int)
@@ -112,6 +142,7 @@ impl Pipe {
             write,
             len: 0,
             cap,
+            _counted: counted,
         })
     }
 
@@ -200,5 +231,28 @@ fn splice(from: libc::c_int, to: libc::c_int, len: usize) -> io::Result<usize> {
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// However many pipes are open at once, at most [`BIG_PIPES`] of them are big, and the
+    /// rest still get a size worth splicing through.
+    #[test]
+    fn few_pipes_are_big() {
+        let pipes: Vec<Pipe> = (0..BIG_PIPES + 4)
+            .map(|_| Pipe::new().expect("a pipe"))
+            .collect();
+        let big = pipes.iter().filter(|p| p.cap > PIPE_SIZE).count();
+        assert!(big <= BIG_PIPES, "{big} big pipes");
+        assert!(pipes.iter().all(|p| p.cap >= MIN_USEFUL));
+        let held = OPEN.load(Ordering::Relaxed);
+        drop(pipes);
+        assert!(
+            OPEN.load(Ordering::Relaxed) < held,
+            "closed pipes are no longer counted"
+        );
     }
 }
