@@ -169,6 +169,34 @@ pub(crate) fn bind_group(
     Ok(group)
 }
 
+/// On a loopback socket, replaces a pacing congestion control (the system default is BBR)
+/// with Reno, which any process may choose. Links call it on their destination when they
+/// start streaming in bulk (the first splice burst), so small-message connections never
+/// pay the `setsockopt`. BBR spaces its segments out with a timer at the rate it has
+/// measured, and a proxy's socket on loopback measures the rate of the other side's
+/// wake-ups: iperf3 through `toxi-server` ran at 2.4 GB/s with BBR on the proxy's
+/// sockets and 4.3-4.7 GB/s with Reno, against 3.1-4.4 GB/s direct (with BBR). Loopback
+/// has no congestion to control, so nothing else changes. With any other default this
+/// does nothing beyond reading the default, once per process.
+pub(crate) fn unpaced_on_loopback(sock: socket2::SockRef<'_>, ip: IpAddr) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if ip.is_loopback() && default_paces() {
+        let _ = sock.set_tcp_congestion(b"reno");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (sock, ip);
+}
+
+/// Whether the system's default congestion control paces (BBR), as far as it can be read.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn default_paces() -> bool {
+    static PACES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PACES.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+            .is_ok_and(|name| name.trim().starts_with("bbr"))
+    })
+}
+
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn set_reuse_port(sock: &socket2::Socket) -> std::io::Result<()> {
     sock.set_reuse_port(true)
@@ -182,6 +210,33 @@ fn set_reuse_port(_: &socket2::Socket) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A loopback socket leaves a pacing default (BBR) for Reno; any other default, and
+    /// any socket whose peer is not on loopback, keeps what it has.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn loopback_sockets_are_not_paced() {
+        let name = |s: &std::net::TcpStream| {
+            let raw = socket2::SockRef::from(s).tcp_congestion().unwrap();
+            String::from_utf8_lossy(&raw)
+                .trim_end_matches('\0')
+                .to_string()
+        };
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = l.local_addr().unwrap();
+        let a = std::net::TcpStream::connect(peer).unwrap();
+        let b = std::net::TcpStream::connect(peer).unwrap();
+        let default = name(&a);
+        unpaced_on_loopback(socket2::SockRef::from(&b), "192.0.2.1".parse().unwrap());
+        assert_eq!(name(&b), default, "a peer off loopback keeps the default");
+        unpaced_on_loopback(socket2::SockRef::from(&a), peer.ip());
+        if default.starts_with("bbr") {
+            assert!(default_paces());
+            assert_eq!(name(&a), "reno");
+        } else {
+            assert_eq!(name(&a), default);
+        }
+    }
 
     #[test]
     fn resolve_forms() {

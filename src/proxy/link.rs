@@ -80,6 +80,9 @@ pub(crate) struct Link<'a> {
     /// end on (see [`Link::pass_eof`]), and which one this is. `None`: this link does not
     /// know whether its sockets close when it ends.
     pub ends: Option<(&'a [AtomicBool; 2], usize)>,
+    /// Whether the destination's congestion control has been looked at for bulk (see
+    /// `addr::unpaced_on_loopback`): once, at the link's first splice burst.
+    pub unpaced: bool,
 }
 
 const FIRST_READ: usize = 0;
@@ -118,6 +121,7 @@ impl<'a> Link<'a> {
             conn_bytes: &conn.bytes[dir.index()],
             fresh: [dir == crate::model::Direction::Upstream, true],
             ends: None,
+            unpaced: false,
         }
     }
 
@@ -371,6 +375,11 @@ impl<'a> Link<'a> {
         let Ok(mut pipe) = splice::Pipe::new() else {
             return None;
         };
+        if !std::mem::replace(&mut self.unpaced, true) {
+            if let Ok(peer) = self.dst.peer_addr() {
+                super::addr::unpaced_on_loopback(socket2::SockRef::from(self.dst), peer.ip());
+            }
+        }
         // Hands what the pipe holds to `carry`; `false` if it could not be read back.
         let unload = |pipe: &mut splice::Pipe, carry: &mut Option<Bytes>| match pipe.drain() {
             Ok(held) => {
@@ -723,6 +732,7 @@ mod tests {
             fresh: [true; 2],
             ends: None,
             client: None,
+            unpaced: false,
         };
         let sent = data.clone();
         let writer = async move {
