@@ -169,22 +169,34 @@ pub(crate) fn bind_group(
     Ok(group)
 }
 
-/// On a loopback socket, replaces a pacing congestion control (the system default is BBR)
-/// with Reno, which any process may choose. Links call it on their destination when they
-/// start streaming in bulk (the first splice burst), so small-message connections never
-/// pay the `setsockopt`. BBR spaces its segments out with a timer at the rate it has
-/// measured, and a proxy's socket on loopback measures the rate of the other side's
-/// wake-ups: iperf3 through `toxi-server` ran at 2.4 GB/s with BBR on the proxy's
-/// sockets and 4.3-4.7 GB/s with Reno, against 3.1-4.4 GB/s direct (with BBR). Loopback
-/// has no congestion to control, so nothing else changes. With any other default this
-/// does nothing beyond reading the default, once per process.
-pub(crate) fn unpaced_on_loopback(sock: socket2::SockRef<'_>, ip: IpAddr) {
+/// On a connection within this host (a loopback peer, or a peer at the socket's own
+/// address, as a pod's containers reach each other), replaces a pacing congestion
+/// control (the system default is BBR) with Reno, which any process may choose. Links call
+/// it on their destination when they start streaming in bulk (the first splice burst), so
+/// small-message connections never pay for it. BBR spaces its segments out with a timer at
+/// the rate it has measured, and a proxy's socket on loopback measures the rate of the
+/// other side's wake-ups: iperf3 through `toxi-server` ran at 2.4 GB/s with BBR on the
+/// proxy's sockets and 4.3-4.7 GB/s with Reno, against 3.1-4.4 GB/s direct (with BBR).
+/// Within one host there is no congestion to control, so nothing else changes. With any
+/// other default this does nothing beyond reading the default, once per process.
+pub(crate) fn unpace_within_host(sock: socket2::SockRef<'_>) {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    if ip.is_loopback() && default_paces() {
-        let _ = sock.set_tcp_congestion(b"reno");
+    if default_paces() {
+        let ip = |a: std::io::Result<socket2::SockAddr>| a.ok()?.as_socket().map(|a| a.ip());
+        if let (Some(peer), Some(local)) = (ip(sock.peer_addr()), ip(sock.local_addr())) {
+            if within_host(peer, local) {
+                let _ = sock.set_tcp_congestion(b"reno");
+            }
+        }
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let _ = (sock, ip);
+    let _ = sock;
+}
+
+/// Whether a connection from `local` to `peer` stays on this host.
+fn within_host(peer: IpAddr, local: IpAddr) -> bool {
+    let peer = peer.to_canonical();
+    peer.is_loopback() || peer == local.to_canonical()
 }
 
 /// Whether the system's default congestion control paces (BBR), as far as it can be read.
@@ -211,8 +223,8 @@ fn set_reuse_port(_: &socket2::Socket) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    /// A loopback socket leaves a pacing default (BBR) for Reno; any other default, and
-    /// any socket whose peer is not on loopback, keeps what it has.
+    /// A loopback connection leaves a pacing default (BBR) for Reno; with any other
+    /// default it keeps what it has.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]
     fn loopback_sockets_are_not_paced() {
@@ -223,19 +235,30 @@ mod tests {
                 .to_string()
         };
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let peer = l.local_addr().unwrap();
-        let a = std::net::TcpStream::connect(peer).unwrap();
-        let b = std::net::TcpStream::connect(peer).unwrap();
+        let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let default = name(&a);
-        unpaced_on_loopback(socket2::SockRef::from(&b), "192.0.2.1".parse().unwrap());
-        assert_eq!(name(&b), default, "a peer off loopback keeps the default");
-        unpaced_on_loopback(socket2::SockRef::from(&a), peer.ip());
+        unpace_within_host(socket2::SockRef::from(&a));
         if default.starts_with("bbr") {
             assert!(default_paces());
             assert_eq!(name(&a), "reno");
         } else {
             assert_eq!(name(&a), default);
         }
+    }
+
+    #[test]
+    fn within_host_peers() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(within_host(ip("127.0.0.1"), ip("127.0.0.1")));
+        assert!(within_host(ip("127.0.0.2"), ip("127.0.0.1")));
+        assert!(within_host(ip("::1"), ip("::1")));
+        // As a dual-stack listener sees an IPv4 client on loopback.
+        assert!(within_host(ip("::ffff:127.0.0.1"), ip("::ffff:127.0.0.1")));
+        // A pod's containers, through the pod's own address.
+        assert!(within_host(ip("10.1.2.3"), ip("10.1.2.3")));
+        assert!(within_host(ip("::ffff:10.1.2.3"), ip("10.1.2.3")));
+        assert!(!within_host(ip("10.1.2.4"), ip("10.1.2.3")));
+        assert!(!within_host(ip("192.0.2.1"), ip("::")));
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub(crate) struct Link<'a> {
     /// know whether its sockets close when it ends.
     pub ends: Option<(&'a [AtomicBool; 2], usize)>,
     /// Whether the destination's congestion control has been looked at for bulk (see
-    /// `addr::unpaced_on_loopback`): once, at the link's first splice burst.
+    /// `addr::unpace_within_host`): once, at the link's first splice burst.
     pub unpaced: bool,
 }
 
@@ -376,9 +376,7 @@ impl<'a> Link<'a> {
             return None;
         };
         if !std::mem::replace(&mut self.unpaced, true) {
-            if let Ok(peer) = self.dst.peer_addr() {
-                super::addr::unpaced_on_loopback(socket2::SockRef::from(self.dst), peer.ip());
-            }
+            super::addr::unpace_within_host(socket2::SockRef::from(self.dst));
         }
         // Hands what the pipe holds to `carry`; `false` if it could not be read back.
         let unload = |pipe: &mut splice::Pipe, carry: &mut Option<Bytes>| match pipe.drain() {
