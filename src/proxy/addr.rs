@@ -194,6 +194,7 @@ pub(crate) fn unpace_within_host(sock: socket2::SockRef<'_>) {
 }
 
 /// Whether a connection from `local` to `peer` stays on this host.
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
 fn within_host(peer: IpAddr, local: IpAddr) -> bool {
     let peer = peer.to_canonical();
     peer.is_loopback() || peer == local.to_canonical()
