@@ -242,9 +242,12 @@ mod tests {
     /// rest still get a size worth splicing through.
     #[test]
     fn few_pipes_are_big() {
-        let pipes: Vec<Pipe> = (0..BIG_PIPES + 4)
-            .map(|_| Pipe::new().expect("a pipe"))
-            .collect();
+        let Ok(pipes) = (0..BIG_PIPES + 4)
+            .map(|_| Pipe::new())
+            .collect::<io::Result<Vec<Pipe>>>()
+        else {
+            return; // No usable pipes for this user: links never splice here.
+        };
         let big = pipes.iter().filter(|p| p.cap > PIPE_SIZE).count();
         assert!(big <= BIG_PIPES, "{big} big pipes");
         assert!(pipes.iter().all(|p| p.cap >= MIN_USEFUL));
