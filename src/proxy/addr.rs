@@ -121,6 +121,10 @@ pub(crate) fn bind_group(
             }
             sock.set_reuse_address(true)?;
             sock.set_nonblocking(true)?;
+            // Linux gives every accepted client the listener's `TCP_NODELAY`, which
+            // saves a `setsockopt` per connection (`connection::serve` sets it itself
+            // elsewhere).
+            let _ = sock.set_tcp_nodelay(true);
             if join {
                 set_reuse_port(&sock)?;
             }
@@ -294,6 +298,23 @@ mod tests {
             bind(&format!("127.0.0.1:{port}")).unwrap_err(),
             format!("listen tcp 127.0.0.1:{port}: bind: address already in use")
         );
+    }
+
+    /// Clients accepted on a proxy's listener have `TCP_NODELAY` without a call of their
+    /// own on Linux, where `connection::serve` relies on that.
+    #[test]
+    fn accepted_clients_inherit_nodelay() {
+        let l = bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        l.set_nonblocking(false).unwrap();
+        let (accepted, _) = l.accept().unwrap();
+        assert!(
+            !client.nodelay().unwrap(),
+            "a plain client socket has Nagle on"
+        );
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            assert!(accepted.nodelay().unwrap());
+        }
     }
 
     /// A port-sharing group answers a second bind exactly as one socket does, and its

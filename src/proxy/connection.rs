@@ -183,6 +183,8 @@ pub(crate) async fn serve(
     seq: u64,
     cancel: CancellationToken,
 ) {
+    // On Linux the client inherited `TCP_NODELAY` from its listener (`addr::bind_group`).
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
     let _ = client.set_nodelay(true);
     let dial = tokio::time::timeout(inst.dial_timeout, dial(&inst));
     let upstream = tokio::select! {
