@@ -196,26 +196,18 @@ impl<'a> Link<'a> {
             };
             match read {
                 Ok(Read::Eof) => return Some(self.pass_eof()),
-                Ok(Read::Data { mut n, full }) => {
-                    // The read drained the source and its FIN is in: the next read is the
-                    // end. Taking it now lets the data and the FIN leave in one segment,
-                    // as the source sent them (a response, then close), instead of two.
-                    let mut then = None;
-                    if src_closed && !full {
-                        match read_raw(self.src, &mut buf.get()[n..]) {
-                            Ok(Read::Eof) => then = Some(LinkEnd::Eof),
-                            Ok(Read::Data { n: more, .. }) => n += more,
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                            Err(_) => then = Some(LinkEnd::Teardown(CloseKind::Fin)),
-                        }
-                    }
+                Ok(Read::Data { n, full }) => {
+                    // The source's FIN had arrived before this read, and the read drained
+                    // the source: this is its last data, and the end follows (a `recv`
+                    // would return 0, so none is spent on it). Passing the end on now lets
+                    // the data and the FIN leave in one segment, as the source sent them
+                    // (a response, then close), instead of two.
+                    let last = src_closed && !full;
                     self.counters
                         .received
                         .fetch_add(n as u64, Ordering::Relaxed);
-                    let last = then == Some(LinkEnd::Eof);
                     match self.write_out(&buf.get()[..n], last).await {
                         Ok(Written::All) if last => return Some(self.pass_eof()),
-                        Ok(Written::All) if then.is_some() => return then,
                         Ok(Written::All) => {
                             // `try_read`/`try_write` do not count toward tokio's cooperative
                             // budget: without this, a stream that is always ready would keep
