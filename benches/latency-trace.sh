@@ -144,7 +144,9 @@ latency = float(sys.argv[3]) / 1e3
 late = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 summary = late.pop() if late and "messages" in late[-1] else None
 line_re = re.compile(r"^\s*(.+?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s*(.*)$")
-switches = collections.defaultdict(list)  # cpu -> [(t, next_comm, next_pid, prev_pid, prev_state)]
+switches = collections.defaultdict(list)  # cpu -> [(t, next_comm, next_pid)]
+runs = collections.defaultdict(list)      # tid -> [(t, cpu)]: switched in
+sleeps = collections.defaultdict(list)    # tid -> [t]: switched out asleep
 wakeups = collections.defaultdict(list)   # tid -> [(t, cpu)]
 sends = []                                # toxi threads' sendto: (t, tid, cpu)
 for raw in open(sys.argv[2], errors="replace"):
@@ -155,8 +157,11 @@ for raw in open(sys.argv[2], errors="replace"):
     tid, cpu, t = int(tid), int(cpu), float(t)
     if event == "sched:sched_switch":
         f = dict(re.findall(r"(\w+)=(\S+)", rest))
-        switches[cpu].append((t, f.get("next_comm", "?"), int(f.get("next_pid", -1)),
-                              int(f.get("prev_pid", -1)), f.get("prev_state", "?")))
+        next_pid = int(f.get("next_pid", -1))
+        switches[cpu].append((t, f.get("next_comm", "?"), next_pid))
+        runs[next_pid].append((t, cpu))
+        if f.get("prev_state") == "S":
+            sleeps[int(f.get("prev_pid", -1))].append(t)
     elif event == "sched:sched_wakeup":
         f = dict(re.findall(r"(\w+)=(\S+)", rest))
         wakeups[int(f["pid"])].append((t, int(f["target_cpu"])))
@@ -211,27 +216,24 @@ for m in late:
     t_send, tid, cpu = sends[k]
     # The thread's last sleep before the write, and its wake-up and run after it (either
     # may be missing: the trace has no events from some contexts).
-    outs = [x[0] for c in switches.values() for x in c if x[3] == tid and x[4] == "S" and x[0] < t_send]
-    t_sleep = max(outs) if outs else deadline - 0.005
-    woke = [w for w in wakeups.get(tid, []) if t_sleep <= w[0] <= t_send]
-    ran = [(x[0], c) for c, seq in switches.items() for x in seq if x[2] == tid and t_sleep <= x[0] <= t_send]
+    t_sleep = max((t for t in sleeps[tid] if t < t_send), default=deadline - 0.005)
+    woke = max((w for w in wakeups[tid] if t_sleep <= w[0] <= t_send), default=None)
+    ran = min((r for r in runs[tid] if t_sleep <= r[0] <= t_send), default=None)
     print(f"{head} (times against the deadline, send + {latency * 1e3:g} ms)")
     line = f"  thread {tid} asleep at {ms(t_sleep - deadline)}"
     if woke:
-        line += f", woken at {ms(woke[-1][0] - deadline)} for CPU {woke[-1][1]}"
+        line += f", woken at {ms(woke[0] - deadline)} for CPU {woke[1]}"
     if ran:
-        line += f", ran at {ms(min(ran)[0] - deadline)} on CPU {min(ran)[1]}"
+        line += f", ran at {ms(ran[0] - deadline)} on CPU {ran[1]}"
     print(line + f", wrote at {ms(t_send - deadline)} on CPU {cpu}")
-    run_at = min(ran)[0] if ran else t_send
-    if woke and woke[-1][0] > deadline and woke[-1][0] - deadline >= run_at - woke[-1][0]:
-        before = running_on(woke[-1][1], deadline - 0.0003, woke[-1][0])
-        if set(before) <= {"idle"}:
-            print(f"  CPU {woke[-1][1]} was idle: its timer interrupt came late")
+    until = ran[0] if ran else t_send
+    if woke and woke[0] > deadline and woke[0] - deadline >= until - woke[0]:
+        if set(running_on(woke[1], deadline - 0.0003, woke[0])) <= {"idle"}:
+            print(f"  CPU {woke[1]} was idle: its timer interrupt came late")
             culprits["the timer interrupt reached an idle vCPU late"] += 1
             continue
     # What held the CPU it ran on, from the deadline (or its wake-up, if later) to its run.
-    since = max(deadline - 0.0003, woke[-1][0] if woke else t_sleep)
-    until = min(ran)[0] if ran else t_send
+    since = max(deadline - 0.0003, woke[0] if woke else t_sleep)
     held = running_on(cpu, since, until)
     busy = [(who(n), d) for n, d in held.items() if d > 0 and n != "idle" and f"(pid {tid})" not in n]
     if busy:
@@ -240,10 +242,9 @@ for m in late:
     else:
         print(f"  CPU {cpu} ran nothing else meanwhile: the vCPU itself ran it late")
         culprits["an idle vCPU slow to switch to the woken thread"] += 1
-    for c in [c for c in switches if c != cpu]:
+    for c in [c for c in switches if c != cpu and until > since]:
         idle = running_on(c, since, until).get("idle", 0.0)
-        if until > since:
-            print(f"  CPU {c} was idle for {idle * 1e3:.3f} of those {(until - since) * 1e3:.3f} ms")
+        print(f"  CPU {c} was idle for {idle * 1e3:.3f} of those {(until - since) * 1e3:.3f} ms")
 if summary:
     print(f"\n{summary['messages']} messages: p50 error {summary['p50_ms']:.3f} ms,"
           f" max {summary['max_ms']:.3f} ms; {len(late)} later than the threshold")
