@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::chain::{mix, roll};
-use super::link::{Link, LinkEnd};
+use super::link::{read_clearing, Link, LinkEnd, Read};
 use super::Instance;
 use crate::model::{Direction, HttpMatch, ToxicKind};
 use crate::toxics::http::{effect, Effect};
@@ -264,8 +264,13 @@ impl AsyncRead for ClientIo {
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => match this.client.try_read(buf.initialize_unfilled()) {
-                    Ok(n) => {
+                // A short read drains the socket and clears its readiness, so hyper's
+                // next read (for the next request) waits for the reactor instead of
+                // spending a `recv` that returns `EAGAIN`.
+                Poll::Ready(Ok(())) => match read_clearing(&this.client, buf.initialize_unfilled())
+                {
+                    Ok(Read::Eof) => return Poll::Ready(Ok(())),
+                    Ok(Read::Data { n, .. }) => {
                         buf.advance(n);
                         this.count(Direction::Upstream, n);
                         return Poll::Ready(Ok(()));

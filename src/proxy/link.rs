@@ -562,7 +562,7 @@ impl<'a> Link<'a> {
 }
 
 /// The outcome of [`read_clearing`].
-enum Read {
+pub(super) enum Read {
     Eof,
     /// `full`: the read filled the buffer, so more may be waiting.
     Data {
@@ -575,7 +575,7 @@ enum Read {
 /// readiness is cleared, so the next attempt does not spend a `recv` that fails with
 /// `EAGAIN`. The read runs inside `try_io`, so the readiness cleared is the one observed
 /// *before* the `recv`: a wake-up that arrives meanwhile is kept, never lost.
-fn read_clearing(src: &TcpStream, buf: &mut [u8]) -> io::Result<Read> {
+pub(super) fn read_clearing(src: &TcpStream, buf: &mut [u8]) -> io::Result<Read> {
     let mut got = 0;
     let res = src.try_io(Interest::READABLE, || {
         got = (&*socket2::SockRef::from(src)).read(buf)?;
