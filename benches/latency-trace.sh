@@ -33,32 +33,15 @@ if ! perf stat -e sched:sched_switch true >/dev/null 2>&1; then
   echo "latency-trace: perf cannot read the sched tracepoints here (needs root or perf_event_paranoid -1)" >&2
   exit 2
 fi
-if [ ! -x "$TOXI_SERVER" ]; then
-  echo "building toxi-server (release)..." >&2
-  (cd "$ROOT" && cargo build --release --bin toxi-server) >&2
-fi
-
-DIR=$(mktemp -d /tmp/toxi-latency-trace.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ -n "${KEEP:-}" ]; then echo "trace kept in $DIR" >&2; else rm -rf "$DIR"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+TOOL=latency-trace
+KEEP_DIR=${KEEP:-}
+# shellcheck source=benches/common.sh
+source "$ROOT/benches/common.sh" /tmp/toxi-latency-trace.XXXXXX
 
 API=$(free_port)
 "$TOXI_SERVER" -host 127.0.0.1 -port "$API" >"$DIR/toxi.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 200); do
-  curl -sf "http://127.0.0.1:$API/version" >/dev/null 2>&1 && break
-  sleep 0.05
-done
+wait_port "$API"
 curl -sf "http://127.0.0.1:$API/version" >/dev/null || { echo "latency-trace: no API on $API" >&2; exit 1; }
 
 # The client and the sink. Writes one JSON line per late message to stdout:

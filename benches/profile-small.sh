@@ -33,35 +33,9 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 for tool in wrk curl python3 "$NGINX" "$HAPROXY"; do
   command -v "$tool" >/dev/null || { echo "profile-small: $tool not found" >&2; exit 2; }
 done
-if [ ! -x "$TOXI_SERVER" ]; then
-  echo "building toxi-server (release)..." >&2
-  (cd "$ROOT" && cargo build --release --bin toxi-server) >&2
-fi
-
-DIR=$(mktemp -d /tmp/toxi-profile.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# Waits (at most 10 s) until 127.0.0.1:$1 accepts.
-wait_port() {
-  for _ in $(seq 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "profile-small: nothing listens on 127.0.0.1:$1" >&2
-  tail -n 5 "$DIR"/*.log "$DIR"/nginx/error.log >&2 2>/dev/null
-  exit 1
-}
+TOOL=profile-small
+# shellcheck source=benches/common.sh
+source "$ROOT/benches/common.sh" /tmp/toxi-profile.XXXXXX
 
 # Sum of the CPU nanoseconds of every thread of process $1.
 cpu_ns() {
