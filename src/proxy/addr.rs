@@ -122,8 +122,8 @@ pub(crate) fn bind_group(
             sock.set_reuse_address(true)?;
             sock.set_nonblocking(true)?;
             // Linux gives every accepted client the listener's `TCP_NODELAY`, which
-            // saves a `setsockopt` per connection (`connection::serve` sets it itself
-            // elsewhere).
+            // saves a `setsockopt` per connection (on other systems `connection::serve`
+            // sets it on each client).
             let _ = sock.set_tcp_nodelay(true);
             if join {
                 set_reuse_port(&sock)?;
